@@ -1,0 +1,1 @@
+"""Alembic environment shared by every component's migration branch."""

@@ -1,0 +1,1 @@
+"""The embedded network: every service of ldn assembled into one process."""

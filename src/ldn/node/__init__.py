@@ -1,0 +1,1 @@
+"""The care-provider side: one node per participant organisation."""
