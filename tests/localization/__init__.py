@@ -1,0 +1,1 @@
+"""Tests for ldn.localization (SPEC §6)."""
