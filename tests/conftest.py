@@ -110,6 +110,20 @@ def settings(tmp_path: Path, database_url: str) -> CoreSettings:
     return CoreSettings(data_dir=tmp_path / "var", database_url=database_url, log_format="json")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One test PKI per test worker (key generation is the slow part); tests that revoke
+    certificates point LDN_AUTH_PKI_DIR at a directory of their own."""
+    directory = tmp_path_factory.mktemp("pki")
+    saved = os.environ.get("LDN_AUTH_PKI_DIR")
+    os.environ["LDN_AUTH_PKI_DIR"] = str(directory)
+    yield directory
+    if saved is None:
+        os.environ.pop("LDN_AUTH_PKI_DIR", None)
+    else:
+        os.environ["LDN_AUTH_PKI_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def topology() -> Topology:
     return load_topology()

@@ -40,7 +40,7 @@ app.add_typer(topology_app, name="topology")
 
 # Wide enough that service URLs are never cut when output is not a terminal (logs, CI).
 console = Console(width=None if Console().is_terminal else 160)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 TopologyOption = Annotated[
     Path | None, typer.Option("--topology", help="Topology YAML (default: the one shipped with ldn).", exists=False)

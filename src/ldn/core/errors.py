@@ -24,6 +24,9 @@ logger = logging.getLogger("ldn.errors")
 
 FHIR_JSON = "application/fhir+json"
 
+# Canonical base for ldn's own FHIR artefacts (code systems, extensions, naming systems).
+LDN_CANONICAL = "https://ldn.example.org/fhir"
+
 
 class ServiceError(Exception):
     """A failure with a meaning for the caller: HTTP status plus FHIR issue type code.
@@ -165,7 +168,7 @@ def operation_outcome(
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": redact_bsns(diagnostics)}
     if details_code:
         issue["details"] = {
-            "coding": [{"system": "https://ldn.example.org/fhir/CodeSystem/reason", "code": details_code}],
+            "coding": [{"system": f"{LDN_CANONICAL}/CodeSystem/reason", "code": details_code}],
             "text": details_code,
         }
     if expression:

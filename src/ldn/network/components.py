@@ -8,5 +8,6 @@ from __future__ import annotations
 
 COMPONENTS: tuple[str, ...] = (
     "ldn.network.registry",
+    "ldn.auth.service",
     "ldn.node.service",
 )

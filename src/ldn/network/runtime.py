@@ -76,6 +76,8 @@ class Network:
     definitions: list[ServiceDefinition]
     http: HttpClientFactory
     database: Database
+    settings: CoreSettings
+    topology: Topology
 
 
 def build_network(
@@ -129,7 +131,7 @@ def build_network(
         if only is not None:
             root = app
             http.register_local(base, root)
-            return Network(root, directory, apps, definitions, http, database)
+            return Network(root, directory, apps, definitions, http, database, settings, topology)
         routes.append(Mount(definition.prefix, app=app, name=definition.name))
 
     @asynccontextmanager
@@ -163,7 +165,7 @@ def build_network(
     root.router.routes.extend(routes)
     root.add_middleware(RequestContextMiddleware, service="network", max_body_bytes=settings.max_body_bytes)
     http.register_local(base, root)
-    return Network(root, directory, apps, definitions, http, database)
+    return Network(root, directory, apps, definitions, http, database, settings, topology)
 
 
 def write_network_json(directory: NetworkDirectory, data_dir: Path) -> Path:

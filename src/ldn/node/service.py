@@ -52,11 +52,13 @@ def create_node_app(ura: str) -> Any:
             validate_resource(body, resource_type)
             return FhirResponse(operation_outcome("informational", "resource is valid", severity="information"))
 
+        from ldn.auth.service import node_authorization_router
+
         return create_service_app(
             ctx,
             title=f"ldn node {org.name}",
             description=f"Care-provider node of {org.name} (URA {ura}).",
-            routers=[router],
+            routers=[router, node_authorization_router(ctx, ura)],
             capability_statement=capability,
         )
 

@@ -268,6 +268,10 @@ class DeziIssuer:
         header = {"alg": ALGORITHM, "typ": self._typ, "kid": self._kid, "jku": self.jwks_url}
         return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
 
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        """Sign other tokens of this issuer (such as OIDC ID tokens) with its key and kid."""
+        return jwt.encode({"alg": ALGORITHM, "kid": self._kid}, dict(claims), self._key, algorithms=[ALGORITHM])
+
     def revoke(self, verklaring_id: str) -> None:
         self._revoked.add(verklaring_id)
 
