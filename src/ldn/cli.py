@@ -23,7 +23,13 @@ from ldn.core.storage import open_database
 from ldn.core.topology import Topology, TopologyError, load_topology
 
 # (command name, "module:attribute" of a typer.Typer) for each component's commands.
-COMMAND_GROUPS: tuple[tuple[str, str], ...] = ()
+COMMAND_GROUPS: tuple[tuple[str, str], ...] = (
+    ("prs", "ldn.localization.cli:prs_app"),
+    ("nvi", "ldn.localization.cli:nvi_app"),
+)
+
+# Modules with a `register(app)` function, for components whose commands are not one group.
+COMMAND_MODULES: tuple[str, ...] = ("ldn.auth.cli",)
 
 app = typer.Typer(
     name="ldn",
@@ -71,6 +77,9 @@ def up(
     port: Annotated[int | None, typer.Option(help="Port to listen on (default 8080).")] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     topology: TopologyOption = None,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="Serve with mutual TLS (client certificates from the test CA).")
+    ] = False,
 ) -> None:
     """Start the whole network in one process: every service under its own path prefix."""
     from ldn.network.runtime import build_network, serve, write_network_json
@@ -79,7 +88,16 @@ def up(
     configure_logging(settings.log_level, settings.log_format)
     topo = load_topology_or_exit(settings.topology)
     database = open_database(settings.resolved_database_url(), echo=settings.sql_echo, upgrade=True)
+    ssl_options = None
+    if tls:
+        from ldn.network.tls import enable_tls
+
+        settings, ssl_options = enable_tls(settings, topo)
     network = build_network(settings, topo, database)
+    if tls:
+        from ldn.network.tls import protect_with_client_certificates
+
+        protect_with_client_certificates(network, settings, topo)
 
     table = Table(title=f"ldn {__version__}: {topo.name} on {settings.base_url()}")
     table.add_column("service")
@@ -97,7 +115,9 @@ def up(
         console.print(f"[green]network up[/green]: {len(network.apps)} services; directory written to {path}")
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(network.app, host=settings.host, port=settings.port, on_started=started))
+        asyncio.run(
+            serve(network.app, host=settings.host, port=settings.port, on_started=started, ssl_options=ssl_options)
+        )
 
 
 @app.command()
@@ -182,6 +202,10 @@ def _load_command_groups_and_services() -> None:
 for _name, _target in COMMAND_GROUPS:
     _module, _attr = _target.split(":")
     app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
+
+
+for _module_name in COMMAND_MODULES:
+    importlib.import_module(_module_name).register(app)
 
 
 def main() -> None:

@@ -58,3 +58,38 @@ def server_ssl_options(cert_file: Path, key_file: Path, ca_bundle: Path) -> dict
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
         "http": PeerCertificateH11Protocol,
     }
+
+
+class ClientCertificateMiddleware:
+    """Refuses requests whose TLS client certificate is revoked (CRL) or not a UZI certificate.
+
+    The TLS handshake already demands a certificate from the test CA; this adds the revocation
+    check with the CRL re-read on change, so `ldn pki revoke` works without a restart.
+    """
+
+    def __init__(self, app: ASGIApp, *, validate: Any) -> None:
+        self.app = app
+        self.validate = validate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every socket connection in TLS mode carries the peer certificate (the handshake demands
+        # one); a request without the TLS extension came through the in-process transport.
+        if scope["type"] == "http" and "tls" in (scope.get("extensions") or {}):
+            certificate = tls_client_certificate(scope)
+            problem = None
+            if certificate is None:
+                problem = "a client certificate is required"
+            else:
+                from ldn.trust.validation import CertificateValidationError
+
+                try:
+                    self.validate(certificate, [])
+                except CertificateValidationError as exc:
+                    problem = f"client certificate refused ({exc.reason_code})"
+            if problem is not None:
+                from ldn.core.errors import outcome_response
+
+                response = outcome_response(401, "security", problem)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
