@@ -14,14 +14,19 @@ from ldn.auth.tables import access_tokens, dezi_revocations, used_jti
 
 
 def remember_jti(session: Session, namespace: str, jti: str, expires_at: datetime) -> bool:
-    """Record a jti; False when it was seen before (a replay). Expired entries are pruned."""
-    session.execute(delete(used_jti).where(used_jti.c.expires_at < datetime.now(expires_at.tzinfo)))
+    """Record a jti; False when it was seen before (a replay)."""
     try:
         with session.begin_nested():
             session.execute(insert(used_jti).values(namespace=namespace, jti=jti, expires_at=expires_at))
     except IntegrityError:
         return False
     return True
+
+
+def prune_expired(session: Session, now: datetime) -> None:
+    """Forget jti values and tokens that can no longer be replayed or used."""
+    session.execute(delete(used_jti).where(used_jti.c.expires_at < now))
+    session.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
 
 
 def save_token(session: Session, token_hash: str, issuer: str, claims: dict[str, Any], expires_at: datetime) -> None:
@@ -37,11 +42,6 @@ def load_token(session: Session, token_hash: str, issuer: str) -> dict[str, Any]
         select(access_tokens.c.claims).where(access_tokens.c.token_hash == token_hash, access_tokens.c.issuer == issuer)
     ).first()
     return None if row is None else dict(json.loads(row[0]))
-
-
-def prune_tokens(session: Session, now: datetime) -> int:
-    result = session.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def revoke_declaration(session: Session, verklaring_id: str, now: datetime) -> bool:

@@ -44,11 +44,26 @@ DeclarationChecker = Callable[[str, UziServerIdentity], Awaitable[Declaration]]
 
 
 @dataclass(frozen=True)
+class JtiUse:
+    """A one-time identifier to record; recorded together with what it authorises."""
+
+    namespace: str
+    jti: str
+    expires_at: datetime
+    error: str
+    message: str
+
+
+@dataclass(frozen=True)
 class AuthenticatedClient:
     identity: UziServerIdentity
     organization: Organization
     leaf: x509.Certificate
     claims: dict[str, Any]
+    jti_use: JtiUse
+
+
+PRUNE_INTERVAL = 60.0
 
 
 def _now() -> float:
@@ -91,6 +106,7 @@ class TokenService:
         self.topology = topology
         self.allowed_scopes = allowed_scopes
         self.check_declaration = check_declaration
+        self._last_prune = 0.0
 
     # -- checks shared by the token and introspection endpoints -------------------------------
 
@@ -133,7 +149,7 @@ class TokenService:
         except CertificateValidationError as exc:
             raise OAuthError("invalid_client", f"certificate refused ({exc.reason_code})") from None
         try:
-            claims = verify_jwt(assertion, leaf.public_key())  # type: ignore[arg-type]
+            claims = verify_jwt(assertion, leaf.public_key())
         except JwtFormatError:
             raise OAuthError("invalid_client", "client_assertion signature does not verify") from None
         if claims.get("iss") != identity.ura or claims.get("sub") != identity.ura:
@@ -148,15 +164,30 @@ class TokenService:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 8 <= len(jti) <= 200:
             raise OAuthError("invalid_client", "client_assertion jti missing or malformed")
-        expires = datetime.fromtimestamp(int(claims["exp"]) + self.settings.clock_skew, UTC)
-        fresh = await self.database.run(store.remember_jti, f"ca:{self.issuer}:{identity.ura}", jti, expires)
-        if not fresh:
-            raise OAuthError("invalid_client", "client_assertion jti has been used before (replay)")
+        use = JtiUse(
+            f"ca:{self.issuer}:{identity.ura}",
+            jti,
+            datetime.fromtimestamp(int(claims["exp"]) + self.settings.clock_skew, UTC),
+            "invalid_client",
+            "client_assertion jti has been used before (replay)",
+        )
         try:
             organization = self.topology.organization(identity.ura)
         except KeyError:
             raise OAuthError("invalid_client", "organisation is not a participant of this network") from None
-        return AuthenticatedClient(identity, organization, leaf, claims)
+        return AuthenticatedClient(identity, organization, leaf, claims, use)
+
+    def _record(self, session: Any, uses: list[JtiUse], token: tuple[str, dict[str, Any], datetime] | None) -> None:
+        """One transaction: every one-time identifier, and the token they authorise."""
+        now = time.time()
+        if now - self._last_prune > PRUNE_INTERVAL:
+            self._last_prune = now
+            store.prune_expired(session, datetime.fromtimestamp(now - self.settings.clock_skew, UTC))
+        for use in uses:
+            if not store.remember_jti(session, use.namespace, use.jti, use.expires_at):
+                raise OAuthError(use.error, use.message)  # rolls the whole transaction back
+        if token is not None:
+            store.save_token(session, token[0], self.issuer, token[1], token[2])
 
     # -- token endpoint --------------------------------------------------------------------------
 
@@ -176,7 +207,8 @@ class TokenService:
         if not assertion:
             raise OAuthError("invalid_request", "assertion is missing")
         client = await self.authenticate_client(form, {self.issuer, self.token_endpoint})
-        grant = await self._check_grant(assertion, client)
+        grant, grant_use = await self._check_grant(assertion, client)
+        uses = [client.jti_use, grant_use]
 
         requested = set((_field(form, "scope") or "").split())
         if not requested:
@@ -211,7 +243,17 @@ class TokenService:
                 )
             except DPoPError as exc:
                 raise OAuthError("invalid_dpop_proof", str(exc)) from None
-            await self._remember_proof(proof.jti, proof.iat)
+            uses.append(
+                JtiUse(
+                    f"dpop:{self.issuer}",
+                    proof.jti,
+                    datetime.fromtimestamp(
+                        proof.iat + self.settings.dpop_proof_max_age + 2 * self.settings.clock_skew, UTC
+                    ),
+                    "invalid_dpop_proof",
+                    "DPoP proof jti has been used before (replay)",
+                )
+            )
             claims["cnf"] = {"jkt": proof.jkt}
             token_type = "DPoP"
         elif tls_client_cert is not None:
@@ -222,7 +264,7 @@ class TokenService:
 
         access_token = secrets.token_urlsafe(32)
         expires_at = datetime.fromtimestamp(claims["exp"], UTC)
-        await self.database.run(store.save_token, token_hash(access_token), self.issuer, claims, expires_at)
+        await self.database.run(self._record, uses, (token_hash(access_token), claims, expires_at))
         logger.info(
             "access token issued",
             extra={
@@ -239,12 +281,7 @@ class TokenService:
             "scope": claims["scope"],
         }
 
-    async def _remember_proof(self, jti: str, iat: int) -> None:
-        expires = datetime.fromtimestamp(iat + self.settings.dpop_proof_max_age + 2 * self.settings.clock_skew, UTC)
-        if not await self.database.run(store.remember_jti, f"dpop:{self.issuer}", jti, expires):
-            raise OAuthError("invalid_dpop_proof", "DPoP proof jti has been used before (replay)")
-
-    async def _check_grant(self, assertion: str, client: AuthenticatedClient) -> dict[str, Any]:
+    async def _check_grant(self, assertion: str, client: AuthenticatedClient) -> tuple[dict[str, Any], JtiUse]:
         """The jwt-bearer assertion: who acts, for which patient, on which authorization base."""
         try:
             header = unverified_header(assertion)
@@ -258,7 +295,7 @@ class TokenService:
             if leaf != client.leaf:
                 raise OAuthError("invalid_grant", "assertion must be signed with the client's certificate")
         try:
-            claims = verify_jwt(assertion, client.leaf.public_key())  # type: ignore[arg-type]
+            claims = verify_jwt(assertion, client.leaf.public_key())
         except JwtFormatError:
             raise OAuthError("invalid_grant", "assertion signature does not verify") from None
         if claims.get("iss") != client.identity.ura:
@@ -330,10 +367,14 @@ class TokenService:
                 raise OAuthError("invalid_grant", "authorization_base must be a string of at most 1000 characters")
             grant["authorization_base"] = base
 
-        expires = datetime.fromtimestamp(int(claims["exp"]) + self.settings.clock_skew, UTC)
-        if not await self.database.run(store.remember_jti, f"as:{self.issuer}:{client.identity.ura}", jti, expires):
-            raise OAuthError("invalid_grant", "assertion jti has been used before (replay)")
-        return grant
+        use = JtiUse(
+            f"as:{self.issuer}:{client.identity.ura}",
+            jti,
+            datetime.fromtimestamp(int(claims["exp"]) + self.settings.clock_skew, UTC),
+            "invalid_grant",
+            "assertion jti has been used before (replay)",
+        )
+        return grant, use
 
     # -- citizen login (test stand-in for DigiD) ------------------------------------------------
 
@@ -370,7 +411,8 @@ class TokenService:
     # -- introspection ------------------------------------------------------------------------
 
     async def introspect(self, form: Mapping[str, str]) -> dict[str, Any]:
-        await self.authenticate_client(form, {self.issuer, self.introspection_endpoint})
+        client = await self.authenticate_client(form, {self.issuer, self.introspection_endpoint})
+        await self.database.run(self._record, [client.jti_use], None)
         token = _field(form, "token")
         if not token:
             raise OAuthError("invalid_request", "token is missing")

@@ -8,17 +8,21 @@ the file changes, so `ldn pki revoke` takes effect in a running network without 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ldn.core.topology import Organization, Topology
 from ldn.trust.pki import Participant, TestPki
 from ldn.trust.uzi import UziServerIdentity
 from ldn.trust.validation import validate_chain
+
+_SHA256 = hashes.SHA256()
+VALIDATION_CACHE_SECONDS = 60.0
 
 # National service operators have no AGB; the UZI format still needs the field.
 NO_AGB = "00000000"
@@ -62,6 +66,7 @@ class TrustStore:
         self._lock = threading.Lock()
         self._crl: x509.CertificateRevocationList | None = None
         self._crl_mtime: float = -1.0
+        self._validated: dict[tuple[object, ...], tuple[float, UziServerIdentity]] = {}
         ca = directory / "ca"
         self.root = x509.load_pem_x509_certificate((ca / "root.pem").read_bytes())
         self.issuing = x509.load_pem_x509_certificate((ca / "uzi-server-ca.pem").read_bytes())
@@ -90,9 +95,26 @@ class TrustStore:
             return self._crl
 
     def validate(self, leaf: x509.Certificate, intermediates: list[x509.Certificate]) -> UziServerIdentity:
-        """Validate a chain (untrusted CA, expiry, revocation) and return the UZI identity."""
+        """Validate a chain (untrusted CA, expiry, revocation) and return the UZI identity.
+
+        Path building costs about a millisecond; a chain that validated is remembered for a
+        minute (never beyond the leaf's expiry) and forgotten as soon as the CRL changes.
+        """
         chain = intermediates or [self.issuing]
-        return validate_chain(leaf, chain, [self.root], crl=self.crl())
+        crl = self.crl()
+        key = (leaf.fingerprint(_SHA256), *(c.fingerprint(_SHA256) for c in chain), self._crl_mtime)
+        now = time.time()
+        with self._lock:
+            hit = self._validated.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        identity = validate_chain(leaf, chain, [self.root], crl=crl)
+        until = min(now + VALIDATION_CACHE_SECONDS, leaf.not_valid_after_utc.timestamp())
+        with self._lock:
+            if len(self._validated) > 10_000:
+                self._validated.clear()
+            self._validated[key] = (until, identity)
+        return identity
 
     def credential(self, ura: str) -> Credential:
         org_dir = self.directory / "orgs" / ura
