@@ -24,8 +24,7 @@ from ldn.core.topology import Topology, TopologyError, load_topology
 
 # (command name, "module:attribute" of a typer.Typer) for each component's commands.
 COMMAND_GROUPS: tuple[tuple[str, str], ...] = (
-    ("prs", "ldn.localization.cli:prs_app"),
-    ("nvi", "ldn.localization.cli:nvi_app"),
+    ("afspraken", "ldn.afspraken.cli:app"),
 )
 
 # Modules with a `register(app)` function, for components whose commands are not one group.

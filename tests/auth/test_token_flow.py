@@ -141,19 +141,28 @@ async def test_scope_not_allowed_for_client_is_invalid_scope(client: httpx.Async
     assert info.value.error == "invalid_scope"
 
 
-async def test_token_after_expiry_is_refused(
-    client: httpx.AsyncClient, network: Any, probe_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_token_after_expiry_is_refused(client: httpx.AsyncClient, network: Any, probe_url: str) -> None:
+    """A token whose exp has passed is inactive at introspection and refused by the resource server."""
+    import json
     import time
 
-    import ldn.auth.token_service as token_service
+    from sqlalchemy import update
+
+    from ldn.auth.tables import access_tokens
+    from ldn.auth.token_service import token_hash
 
     token = await token_for(client, network, org="00000020", scope="nvi:read")
-    real_now = time.time()
-    monkeypatch.setattr(token_service, "_now", lambda: real_now + 901)
+    with network.database.transaction() as session:
+        row = session.execute(access_tokens.select().where(access_tokens.c.token_hash == token_hash(token.value))).one()
+        claims = json.loads(row.claims)
+        claims["exp"] = int(time.time()) - 1  # as if 15 minutes had passed
+        session.execute(
+            update(access_tokens).where(access_tokens.c.token_hash == row.token_hash).values(claims=json.dumps(claims))
+        )
     response = await client.get(probe_url, headers=token.headers("GET", probe_url))
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_token"
+    assert "not active" in response.json()["error_description"]
 
 
 async def test_missing_or_malformed_authorization(client: httpx.AsyncClient, probe_url: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ldn.afspraken import governed
 from ldn.core.config import register_settings
 
 
@@ -17,12 +18,27 @@ class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LDN_AUTH_", extra="ignore")
 
     pki_dir: Path | None = Field(None, description="Test PKI directory; default `<data_dir>/pki`.")
+    # Governed by the agreement system: the default is read from the active LAS release
+    # (ldn.afspraken.governed); setting the variable is a deviation from the agreement.
     access_token_lifetime: int = Field(
-        900, gt=0, le=900, description="Access-token lifetime in seconds (at most 15 minutes)."
+        default_factory=governed.access_token_lifetime,
+        gt=0,
+        le=900,
+        description="Access-token lifetime in seconds (at most 15 minutes). Default: `access_token_lifetime` of "
+        "LAS-TA-AUTH-002 in the active LAS release; setting it deviates from the agreement.",
     )
-    clock_skew: int = Field(5, ge=0, le=60, description="Allowed clock skew in seconds for iat/nbf/exp checks.")
+    clock_skew: int = Field(
+        default_factory=governed.clock_skew,
+        ge=0,
+        le=60,
+        description="Allowed clock skew in seconds for iat/nbf/exp checks. Default: `clock_skew` of LAS-TA-AUTH-001 "
+        "in the active LAS release; setting it deviates from the agreement.",
+    )
     max_assertion_lifetime: int = Field(
-        300, gt=0, description="Longest accepted lifetime (exp - iat) of a client assertion or assertion, seconds."
+        default_factory=governed.max_assertion_lifetime,
+        gt=0,
+        description="Longest accepted lifetime (exp - iat) of a client assertion or assertion, seconds. Default: "
+        "`max_assertion_lifetime` of LAS-TA-AUTH-001 in the active LAS release; setting it deviates from it.",
     )
     dpop_proof_max_age: int = Field(60, gt=0, description="How old (seconds) a DPoP proof's `iat` may be.")
     introspection_cache_size: int = Field(

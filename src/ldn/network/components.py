@@ -10,4 +10,5 @@ COMPONENTS: tuple[str, ...] = (
     "ldn.network.registry",
     "ldn.auth.service",
     "ldn.node.service",
+    "ldn.afspraken.service",
 )
