@@ -16,7 +16,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import embedded_network, machine  # noqa: E402
+from bench.common import embedded_network, machine
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -27,9 +27,10 @@ async def run(args: argparse.Namespace) -> None:
 
     network = embedded_network(args.database_url)
     base = "http://bench.local"
-    async with network.app.router.lifespan_context(network.app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=network.app), base_url=base
-    ) as http:
+    async with (
+        network.app.router.lifespan_context(network.app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=network.app), base_url=base) as http,
+    ):
         import os
 
         store = trust_store(Path(os.environ["LDN_AUTH_PKI_DIR"]), network.topology)
@@ -37,9 +38,13 @@ async def run(args: argparse.Namespace) -> None:
         endpoint = f"{base}/auth/token"
         # Assertions are made before timing: we measure the server, not the client's signing.
         forms = [
-            {"grant_type": JWT_BEARER, "assertion": tokens.assertion(f"{base}/auth", user_id="900000011"),
-             "client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": tokens.client_assertion(endpoint),
-             "scope": "nvi:read"}
+            {
+                "grant_type": JWT_BEARER,
+                "assertion": tokens.assertion(f"{base}/auth", user_id="900000011"),
+                "client_assertion_type": CLIENT_ASSERTION_TYPE,
+                "client_assertion": tokens.client_assertion(endpoint),
+                "scope": "nvi:read",
+            }
             for _ in range(args.tokens)
         ]
         await http.post(endpoint, data=forms.pop())  # warm up
@@ -50,8 +55,10 @@ async def run(args: argparse.Namespace) -> None:
             assert response.status_code == 200, response.text
             issued.append(response.json()["access_token"])
         elapsed = time.perf_counter() - started
-        print(f"token requests: {len(forms)} in {elapsed:.2f} s = {len(forms) / elapsed:.0f}/s "
-              "(x5c chain + CRL validation, 2 ES256 verifications, 2 jti inserts, token insert)")
+        print(
+            f"token requests: {len(forms)} in {elapsed:.2f} s = {len(forms) / elapsed:.0f}/s "
+            "(x5c chain + CRL validation, 2 ES256 verifications, 2 jti inserts, token insert)"
+        )
 
         rs = resource_server_for(network.apps["registry"].state.ctx)
         token = issued[0]
@@ -74,7 +81,7 @@ async def run(args: argparse.Namespace) -> None:
         n = min(len(issued), max(1, args.calls // 10))
         started = time.perf_counter()
         for value in issued[:n]:
-            rs.cache._items.clear()  # noqa: SLF001 - force the uncached path
+            rs.cache._items.clear()
             data = await rs.introspect(value)
             assert data["active"] is True
         elapsed = time.perf_counter() - started

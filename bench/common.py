@@ -19,7 +19,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.node()} | {cpu} | {os.cpu_count()} cores | Python {platform.python_version()} | {platform.platform()}"
+    python = platform.python_version()
+    return f"{platform.node()} | {cpu} | {os.cpu_count()} cores | Python {python} | {platform.platform()}"
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -32,8 +33,10 @@ def percentile(values: list[float], pct: float) -> float:
 
 def summary_ms(values: list[float]) -> str:
     ms = [v * 1000 for v in values]
-    return (f"p50 {percentile(ms, 50):.2f} ms, p95 {percentile(ms, 95):.2f} ms, p99 {percentile(ms, 99):.2f} ms, "
-            f"mean {statistics.fmean(ms):.2f} ms")
+    return (
+        f"p50 {percentile(ms, 50):.2f} ms, p95 {percentile(ms, 95):.2f} ms, p99 {percentile(ms, 99):.2f} ms, "
+        f"mean {statistics.fmean(ms):.2f} ms"
+    )
 
 
 def embedded_network(database_url: str | None = None) -> Any:

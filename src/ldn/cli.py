@@ -24,11 +24,14 @@ from ldn.core.topology import Topology, TopologyError, load_topology
 
 # (command name, "module:attribute" of a typer.Typer) for each component's commands.
 COMMAND_GROUPS: tuple[tuple[str, str], ...] = (
+    ("prs", "ldn.localization.cli:prs_app"),
+    ("nvi", "ldn.localization.cli:nvi_app"),
     ("afspraken", "ldn.afspraken.cli:app"),
+    ("audit", "ldn.audit.cli:app"),
 )
 
 # Modules with a `register(app)` function, for components whose commands are not one group.
-COMMAND_MODULES: tuple[str, ...] = ("ldn.auth.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("ldn.auth.cli", "ldn.patterns.cli")
 
 app = typer.Typer(
     name="ldn",

@@ -22,8 +22,16 @@ def pkce() -> tuple[str, str]:
 
 
 async def login(client: httpx.AsyncClient, base: str, challenge: str, uzi: str = "900000011") -> str:
-    params = {"response_type": "code", "client_id": "00000020", "redirect_uri": REDIRECT, "scope": "openid",
-              "state": "s1", "code_challenge": challenge, "code_challenge_method": "S256", "nonce": "n1"}
+    params = {
+        "response_type": "code",
+        "client_id": "00000020",
+        "redirect_uri": REDIRECT,
+        "scope": "openid",
+        "state": "s1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "nonce": "n1",
+    }
     page = await client.get(f"{base}/authorize", params=params)
     assert page.status_code == 200
     assert "Inloggen met Dezi" in page.text
@@ -43,8 +51,13 @@ async def test_authorization_code_flow_with_pkce(client: httpx.AsyncClient, netw
     assert discovery["code_challenge_methods_supported"] == ["S256"]
     verifier, challenge = pkce()
     code = await login(client, base, challenge)
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "client_id": "00000020",
-            "code_verifier": verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": "00000020",
+        "code_verifier": verifier,
+    }
     answer = (await client.post(f"{base}/token", data=form)).json()
     jwks = (await client.get(discovery["jwks_uri"])).json()
     verifier_ = DeclarationVerifier(jwks, lambda _id: False, issuer=base)
@@ -65,8 +78,13 @@ async def test_wrong_code_verifier_refused(client: httpx.AsyncClient, network: A
     base = network.directory.service_url("dezi")
     _, challenge = pkce()
     code = await login(client, base, challenge)
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "client_id": "00000020",
-            "code_verifier": secrets.token_urlsafe(48)}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": "00000020",
+        "code_verifier": secrets.token_urlsafe(48),
+    }
     response = await client.post(f"{base}/token", data=form)
     assert response.status_code == 400
     assert "code_verifier" in response.json()["error_description"]
@@ -75,8 +93,14 @@ async def test_wrong_code_verifier_refused(client: httpx.AsyncClient, network: A
 async def test_authorize_refuses_bad_requests(client: httpx.AsyncClient, network: Any) -> None:
     base = network.directory.service_url("dezi")
     _, challenge = pkce()
-    good = {"response_type": "code", "client_id": "x", "redirect_uri": REDIRECT, "scope": "openid",
-            "code_challenge": challenge, "code_challenge_method": "S256"}
+    good = {
+        "response_type": "code",
+        "client_id": "x",
+        "redirect_uri": REDIRECT,
+        "scope": "openid",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     for change, error in (
         ({"redirect_uri": "https://evil.example.com/cb"}, "invalid_request"),
         ({"code_challenge_method": "plain"}, "invalid_request"),

@@ -17,8 +17,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def env(tmp_path: Path, database_url: str) -> dict[str, str]:
     # This test revokes certificates: it gets a PKI of its own.
-    return {**os.environ, "LDN_DATABASE_URL": database_url, "LDN_DATA_DIR": str(tmp_path / "var"),
-            "LDN_AUTH_PKI_DIR": str(tmp_path / "var" / "pki")}
+    return {
+        **os.environ,
+        "LDN_DATABASE_URL": database_url,
+        "LDN_DATA_DIR": str(tmp_path / "var"),
+        "LDN_AUTH_PKI_DIR": str(tmp_path / "var" / "pki"),
+    }
 
 
 def tls_client(pki: Path, ura: str | None) -> httpx.Client:
@@ -59,8 +63,9 @@ def test_mutual_tls_revocation_and_certificate_bound_tokens(tmp_path: Path, env:
             refused = hospital.get(f"{registry}/health")
         assert refused.status_code == 401
         assert "revoked" in refused.json()["issue"][0]["diagnostics"]
-        refused_token = run_cli(["token", "--org", "00000040", "--aud", "registry", "--scope", "nvi:read"], tmp_path,
-                                env)
+        refused_token = run_cli(
+            ["token", "--org", "00000040", "--aud", "registry", "--scope", "nvi:read"], tmp_path, env
+        )
         assert refused_token.returncode != 0
     finally:
         stop(proc)
@@ -71,16 +76,32 @@ def test_ldn_token_prints_a_usable_token(tmp_path: Path, env: dict[str, str]) ->
     proc = start(["up", "--port", str(port)], tmp_path, env)
     try:
         network = wait_for_network(proc, tmp_path / "var")
-        result = run_cli(["token", "--org", "00000040", "--as", "900000031", "--aud", "registry",
-                          "--scope", "nvi:read", "--patient", "999990019"], tmp_path, env)
+        result = run_cli(
+            [
+                "token",
+                "--org",
+                "00000040",
+                "--as",
+                "900000031",
+                "--aud",
+                "registry",
+                "--scope",
+                "nvi:read",
+                "--patient",
+                "999990019",
+            ],
+            tmp_path,
+            env,
+        )
         assert result.returncode == 0, result.stderr
         token = result.stdout.strip()
         me = httpx.get(f"{network['services']['auth']}/whoami", headers={"Authorization": f"Bearer {token}"}).json()
         assert me["user_id"] == "900000031"
         assert me["user_assurance"] == "dezi"
         assert me["patient_bound"] is True
-        as_json = run_cli(["token", "--org", "00000040", "--aud", "registry", "--scope", "nvi:read", "--json"],
-                          tmp_path, env)
+        as_json = run_cli(
+            ["token", "--org", "00000040", "--aud", "registry", "--scope", "nvi:read", "--json"], tmp_path, env
+        )
         assert '"token_type": "Bearer"' in as_json.stdout
         refused = run_cli(["token", "--org", "00000040", "--aud", "registry", "--scope", "prs:admin"], tmp_path, env)
         assert refused.returncode == 1

@@ -19,6 +19,7 @@ with ``missing-input:<path>`` / ``invalid-input:<path>`` before any policy runs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -30,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import rfc8785
 from pydantic import ValidationError
 from regopy import Bundle, Input, Interpreter
 
@@ -311,7 +311,11 @@ TIME_DEPENDENT_CONTEXT_FIELDS: frozenset[str] = frozenset({"referral"})
 
 
 def cache_key(prepared: PreparedInput) -> str:
-    """SHA-256 over the RFC 8785 (JCS) form of exactly what the decision depends on.
+    """SHA-256 over a canonical JSON form of exactly what the decision depends on.
+
+    Canonical: keys sorted, no white space, ASCII with escapes. The document holds only strings, booleans,
+    lists and objects (no numbers), so this is as unambiguous as RFC 8785 (JCS) for a cache key
+    and about four times cheaper in pure Python (the cached path is dominated by it).
 
     That is the whole normalised policy input minus request identifiers (request_id,
     traceparent) and minus ``now`` unless a time-dependent field is present; then ``now`` stays,
@@ -323,7 +327,9 @@ def cache_key(prepared: PreparedInput) -> str:
     if not TIME_DEPENDENT_CONTEXT_FIELDS & context.keys():
         context.pop("now", None)
     document["context"] = context
-    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
+    # ensure_ascii: a lone surrogate in some string is escaped instead of failing to encode.
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 class DecisionCache:
@@ -379,7 +385,7 @@ class DecisionCache:
                 self._entries.move_to_end(key)
                 self.hits += 1
                 # A copy: a caller editing its lists must not edit the cached decision.
-                return entry[1].model_copy(deep=True)
+                return _copy(entry[1])
             if entry is not None:
                 del self._entries[key]
             self.misses += 1
@@ -392,4 +398,14 @@ class DecisionCache:
                 self._entries.move_to_end(key)
                 while len(self._entries) > self.maxsize:
                     self._entries.popitem(last=False)
-        return decision.model_copy(deep=True)
+        return _copy(decision)
+
+
+_LIST_FIELDS = tuple(
+    name for name, field in Decision.model_fields.items() if getattr(field.annotation, "__origin__", None) is list
+)
+
+
+def _copy(decision: Decision) -> Decision:
+    # The lists hold strings only: fresh lists are as safe as a deep copy and far cheaper.
+    return decision.model_copy(update={name: list(getattr(decision, name)) for name in _LIST_FIELDS})

@@ -46,6 +46,8 @@ from ldn.consent.categories import (
     DataCategory,
 )
 from ldn.consent.model import ChoiceDecision, ChoiceSource, ConsentChoice, Party, PartyKind
+from ldn.core.errors import LDN_CANONICAL
+from ldn.core.identifiers import OID_BSN, OID_URA, SYSTEM_BSN, SYSTEM_URA
 
 __all__ = [
     "EXTENSION_BASE",
@@ -59,18 +61,15 @@ __all__ = [
     "to_fhir_json",
 ]
 
-# TODO(foundation): move ldn's canonical base to one shared place once the lead fixes it.
-EXTENSION_BASE = "https://ldn.example.org/fhir/StructureDefinition"
+EXTENSION_BASE = f"{LDN_CANONICAL}/StructureDefinition"
 EXT_IMPLIED = f"{EXTENSION_BASE}/consent-implied"
 EXT_SOURCE = f"{EXTENSION_BASE}/consent-source"
 EXT_PROVIDER_CATEGORY = "http://fhir.nl/StructureDefinition/OTV-ProviderCategory"
 
 MITZ_NOTIFY_PROFILE = "http://vzvz.nl/fhir/StructureDefinition/Consent-Mitz-Notify"
 
-SYSTEM_BSN = "http://fhir.nl/fhir/NamingSystem/bsn"
-SYSTEM_URA = "http://fhir.nl/fhir/NamingSystem/ura"
-_BSN_SYSTEMS = frozenset({SYSTEM_BSN, "urn:oid:2.16.840.1.113883.2.4.6.3"})
-_URA_SYSTEMS = frozenset({SYSTEM_URA, "urn:oid:2.16.528.1.1007.3.3"})
+_BSN_SYSTEMS = frozenset({SYSTEM_BSN, f"urn:oid:{OID_BSN}"})
+_URA_SYSTEMS = frozenset({SYSTEM_URA, f"urn:oid:{OID_URA}"})
 _CATEGORY_SYSTEMS = frozenset({DATA_CATEGORY_SYSTEM_URI, f"urn:oid:{DATA_CATEGORY_SYSTEM_OID}"})
 _FACILITY_SYSTEMS = frozenset({FACILITY_TYPE_SYSTEM_URI, f"urn:oid:{FACILITY_TYPE_SYSTEM_OID}"})
 

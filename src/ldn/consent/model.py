@@ -7,7 +7,6 @@ validated once, when they are built; the decision core then trusts them and stay
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Any, Self
 
@@ -18,6 +17,7 @@ from ldn.consent.categories import (
     PROVIDER_GROUPS,
     DataCategory,
 )
+from ldn.core.identifiers import URA, RoleCode, UziNumber, is_valid_bsn
 
 __all__ = [
     "ChoiceDecision",
@@ -27,33 +27,16 @@ __all__ = [
     "PartyKind",
 ]
 
-# TODO(foundation): use ldn.core.identifiers (BSN/URA/UziNumber/RoleCode) once it is settled;
-# these private validators mirror SPEC §2 so the consent core has no moving dependency meanwhile.
-_URA = re.compile(r"\A[0-9]{8}\Z", re.ASCII)
-_UZI = re.compile(r"\A[0-9]{9}\Z", re.ASCII)
-_ROLE = re.compile(r"\A[0-9]{2}\.[0-9]{3}\Z", re.ASCII)
-_BSN_WEIGHTS = (9, 8, 7, 6, 5, 4, 3, 2, -1)
+# Validity of identifiers is decided in one place, ldn.core.identifiers (SPEC §2). These thin
+# predicates keep the decision core's hot path free of exceptions for the valid case.
+_is_ura = URA.is_valid
+_is_uzi = UziNumber.is_valid
+_is_role = RoleCode.is_valid
 
 
 def _is_bsn(value: object) -> bool:
     """9 ASCII digits passing the 11-check; all zeros is refused (it passes the sum trivially)."""
-    if not isinstance(value, str) or len(value) != 9 or not (value.isascii() and value.isdigit()):
-        return False
-    if value == "000000000":
-        return False
-    return sum(int(d) * w for d, w in zip(value, _BSN_WEIGHTS, strict=True)) % 11 == 0
-
-
-def _is_ura(value: object) -> bool:
-    return isinstance(value, str) and _URA.match(value) is not None
-
-
-def _is_uzi(value: object) -> bool:
-    return isinstance(value, str) and _UZI.match(value) is not None
-
-
-def _is_role(value: object) -> bool:
-    return isinstance(value, str) and _ROLE.match(value) is not None
+    return is_valid_bsn(value)
 
 
 class PartyKind(StrEnum):

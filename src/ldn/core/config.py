@@ -84,7 +84,8 @@ class CoreSettings(BaseSettings):
 def settings_table_markdown() -> str:
     """Markdown tables (name, default, meaning) of every registered settings class."""
     lines: list[str] = []
-    for cls in _REGISTERED:
+    # Sorted by prefix so the document does not depend on the order modules were imported in.
+    for cls in sorted(_REGISTERED, key=lambda c: (str(c.model_config.get("env_prefix", "")) != "LDN_", c.__name__)):
         prefix = str(cls.model_config.get("env_prefix", ""))
         lines.append(f"## {cls.__name__}\n")
         doc = (cls.__doc__ or "").strip().splitlines()

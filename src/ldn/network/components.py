@@ -9,6 +9,12 @@ from __future__ import annotations
 COMPONENTS: tuple[str, ...] = (
     "ldn.network.registry",
     "ldn.auth.service",
+    "ldn.localization.prs",
+    "ldn.localization.nvi",
+    "ldn.consent.service",
+    "ldn.authz.service",
+    "ldn.audit.service",
+    "ldn.addressing.service",
     "ldn.node.service",
     "ldn.afspraken.service",
 )

@@ -28,10 +28,11 @@ def create_node_app(ura: str) -> Any:
                 name=f"ldn-node-{ura}",
                 title=f"{org.name} FHIR API",
                 base_url=f"{ctx.base_url}/fhir",
-                resources={},
+                resources=fhir_api.capability_resources(),
                 software_version=__version__,
                 operations=[
-                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+                    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
+                    *fhir_api.OPERATIONS,
                 ],
             )
 
@@ -52,14 +53,27 @@ def create_node_app(ura: str) -> Any:
             validate_resource(body, resource_type)
             return FhirResponse(operation_outcome("informational", "resource is valid", severity="information"))
 
+        from ldn.addressing.replica import replica_lifespan
         from ldn.auth.service import node_authorization_router
+        from ldn.node import fhir_api
+        from ldn.patterns.node import node_patterns_router
 
         return create_service_app(
             ctx,
             title=f"ldn node {org.name}",
             description=f"Care-provider node of {org.name} (URA {ura}).",
-            routers=[router, node_authorization_router(ctx, ura)],
+            # Patient-data routes after /fhir/metadata and $validate, which they must not shadow; the
+            # router's own lifespan loads the synthetic EHR into an empty store. The communication
+            # patterns (ldn.patterns.node: query, referrals, inbox, /fhir/Task) come before them, so
+            # /fhir/Task is not taken for a resource type of the store.
+            routers=[
+                router,
+                node_patterns_router(ctx, ura),
+                fhir_api.fhir_router(ctx, ura),
+                node_authorization_router(ctx, ura),
+            ],
             capability_statement=capability,
+            lifespan=replica_lifespan(ctx, ura),
         )
 
     return factory
