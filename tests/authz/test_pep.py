@@ -361,14 +361,14 @@ async def test_pdp_slower_than_the_decision_timeout_refuses(
     real = engine.cache.decide
 
     def slow(raw: Any) -> Decision:
-        time.sleep(0.5)
+        time.sleep(1.0)
         return real(raw)
 
     monkeypatch.setattr(engine.cache, "decide", slow)
     started = time.monotonic()
     error = await refused(make_pep(ctx, engine, consent, decision_timeout_ms=50))
     assert error.details_code == PDP_UNAVAILABLE
-    assert time.monotonic() - started < 0.45  # refused at the timeout, not after the evaluation
+    assert time.monotonic() - started < 0.9  # refused at the timeout, not after the evaluation
 
 
 async def test_consent_service_error_refuses(
