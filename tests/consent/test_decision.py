@@ -275,13 +275,20 @@ def test_decision_table(case: Case) -> None:
 
 def test_override_with_reason_permits_flagged() -> None:
     reason = "vital interest: unconscious patient, allergy check"
-    decision = decide(
-        question(vital_interest_override=True, override_reason=reason), [choice("deny")], OptOut(primary=True)
-    )
+    decision = decide(question(vital_interest_override=True, override_reason=reason), [], OptOut(primary=True))
     assert decision.result is P
     assert decision.override is True
     assert decision.override_reason == reason
     assert "ehds-primary-use-optout" in decision.rule
+
+
+def test_override_never_overrules_the_citizens_own_refusal() -> None:
+    reason = "vital interest: unconscious patient, allergy check"
+    decision = decide(
+        question(vital_interest_override=True, override_reason=reason), [choice("deny")], OptOut(primary=True)
+    )
+    assert decision.result is not P
+    assert decision.override is False
 
 
 def test_specificity_is_reported() -> None:

@@ -403,7 +403,13 @@ def _decide(
     if purpose not in COVERED_PURPOSES:
         return Decision(Result.NOT_APPLICABLE, f"{RULE_PURPOSE}: {purpose}")
     if optout is not None and optout.primary:
-        return _optout_decision(q)
+        lifted = _optout_decision(q)
+        if lifted.override:
+            # The override lifts only the EHDS objection, never the citizen's own explicit refusals.
+            underlying = _evaluate(bsn, holder_ura, holder_type, category, requester_ura, requester_type, at, choices)
+            if underlying.result is Result.DENY:
+                return underlying
+        return lifted
     return _evaluate(bsn, holder_ura, holder_type, category, requester_ura, requester_type, at, choices)
 
 
