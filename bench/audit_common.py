@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import secrets
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,7 +98,7 @@ def holder_events(count: int, *, bsns: list[str], start: datetime | None = None)
                 ],
                 checks=["token", "consent:permit", "authz:permit"],
                 counterpart_ura=USERS[n % len(USERS)].organization_ura,
-                trace_id=f"{n + 1:032x}",
+                trace_id=secrets.token_hex(16),
                 source=SOURCE,
                 occurred_at=begin + timedelta(seconds=n),
             )

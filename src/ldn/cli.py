@@ -194,11 +194,19 @@ def topology_check(
 
 
 def _load_command_groups_and_services() -> None:
-    """Import every component so that all settings classes are registered."""
-    from ldn.network.components import COMPONENTS
+    """Import every component's `settings` module so that all settings classes are registered,
+    whatever else happens to be imported (the reference must not depend on import order)."""
+    import pkgutil
 
-    for module_name in COMPONENTS:
-        importlib.import_module(module_name)
+    import ldn
+
+    for module in pkgutil.iter_modules(ldn.__path__):
+        if module.ispkg:
+            try:
+                importlib.import_module(f"ldn.{module.name}.settings")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"ldn.{module.name}.settings":
+                    raise
 
 
 for _name, _target in COMMAND_GROUPS:

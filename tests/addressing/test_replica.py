@@ -407,12 +407,12 @@ async def test_crash_while_applying_a_page_rolls_that_page_back(stack: Stack, mo
     original = ReplicaStore._write
     calls = {"n": 0}
 
-    def failing_write(self: ReplicaStore, session: Any, latest: Any) -> None:
+    def failing_write(self: ReplicaStore, session: Any, latest: Any, replaced: Any) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
-            original(self, session, latest)  # half the work is done inside the transaction ...
+            original(self, session, latest, replaced)  # half the work is done in the transaction ...
             raise RuntimeError("disk full")  # ... and then the process dies
-        original(self, session, latest)
+        original(self, session, latest, replaced)
 
     monkeypatch.setattr(ReplicaStore, "_write", failing_write)
     with pytest.raises(RuntimeError):

@@ -34,7 +34,7 @@ from urllib.parse import urlencode, urlsplit
 import anyio
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ldn.addressing.codes import (
@@ -319,6 +319,14 @@ def save_state(session: Session, owner: str, **values: Any) -> None:
         session.execute(insert(RS).values(replica_owner=owner, **{**defaults, **values}))
 
 
+def analyze_replica(session: Session) -> None:
+    """Fresh planner statistics after a bulk load (PostgreSQL): tables that grew from nothing
+    within minutes would otherwise be planned as if they were still empty."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE addressing_replica_resource"))
+        session.execute(text("ANALYZE addressing_replica_index"))
+
+
 @dataclass(frozen=True)
 class Incoming:
     resource_type: str
@@ -388,6 +396,10 @@ class ReplicaStore:
         """Store the newer versions among `items` (in order). With `final` False, raise
         `_NeedsFreshRegister` instead of dropping, so the caller can refresh the LRZa view first."""
         result = ApplyResult()
+        if session.get_bind().dialect.name == "postgresql":
+            # The driver prepares repeated statements; a generic plan made while the replica was
+            # still empty (a scan) would stay in use as it grows to national size.
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         keys = [(i.resource_type, i.id) for i in items]
         parents = []
         for item in items:
@@ -434,12 +446,18 @@ class ReplicaStore:
             latest[key] = (item, owner)
             result.applied += 1
         if latest:
-            self._write(session, latest)
+            self._write(session, latest, replaced={k for k in latest if k in existing})
         return result
 
-    def _write(self, session: Session, latest: dict[tuple[str, str], tuple[Incoming, str | None]]) -> None:
+    def _write(
+        self,
+        session: Session,
+        latest: dict[tuple[str, str], tuple[Incoming, str | None]],
+        replaced: set[tuple[str, str]],
+    ) -> None:
+        # Only rows the replica already holds are deleted first (none during an initial load).
         by_type: dict[str, list[str]] = {}
-        for rtype, rid in latest:
+        for rtype, rid in sorted(replaced):
             by_type.setdefault(rtype, []).append(rid)
         for rtype, ids in by_type.items():
             for chunk in _chunks(ids):
@@ -625,6 +643,7 @@ class ReplicaSyncer:
                 await self.register.refresh()
                 if state.phase == "initial":
                     await self._initial_load(state, report)
+                    await self.database.run(analyze_replica)
                     state = await self.database.run(load_state, self.owner, readonly=True)
                 await self._incremental(state, report)
                 dropped = await self.database.run(self.store.resolve_pending, self.register)

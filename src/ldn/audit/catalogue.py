@@ -478,7 +478,7 @@ def render_markdown() -> str:
         "  the store cannot be reached, events go to an encrypted, fsync'd spool",
         "  (`<data_dir>/audit-spool/<source>/`) and a background flusher delivers them later, oldest",
         "  first; appends are idempotent per event id. If even the spool fails, `record` raises.",
-        "- **BSN**: stored only as an HMAC-SHA256 lookup hash (`LDN_AUDIT_BSN_HASH_KEY`) plus an",
+        "- **BSN**: stored only as an HMAC-SHA256 lookup hash, 128 bits (`LDN_AUDIT_BSN_HASH_KEY`), plus an",
         "  AES-256-GCM encrypted value (`LDN_AUDIT_BSN_ENCRYPTION_KEY`); only a supervisor's export",
         "  decrypts it.",
         "- **Retention**: `ldn audit purge` removes records older than `LDN_AUDIT_RETENTION_YEARS`",

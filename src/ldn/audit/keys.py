@@ -1,7 +1,8 @@
 """Key material of the audit log: BSN protection and checkpoint signing.
 
-- BSN lookup: HMAC-SHA256 with a secret key, so records of one patient can be found without
-  storing the BSN (a plain hash of a 9-digit number is trivially reversed; a keyed one is not).
+- BSN lookup: HMAC-SHA256 with a secret key (truncated to 128 bits), so records of one patient
+  can be found without storing the BSN (a plain hash of a 9-digit number is trivially
+  reversed; a keyed one is not).
 - BSN value: AES-256-GCM with a random nonce (`v1:<key id>:<base64 nonce||ciphertext>`), so a
   supervisor's export can name the patient; the associated data binds it to its purpose.
 - Checkpoints: Ed25519. The private key lives in `<data_dir>/audit/checkpoint-key.pem` (created
@@ -99,11 +100,17 @@ class BsnProtector:
         self._nonce_counter = itertools.count()
 
     def lookup_hash(self, bsn: str) -> str:
+        """HMAC-SHA256 of the BSN, truncated to 128 bits (32 hex digits).
+
+        128 bits keep collisions out of reach for any number of citizens, and half the key
+        length makes the patient index, which every access updates at a random place, markedly
+        cheaper to maintain.
+        """
         inner = self._inner.copy()
         inner.update(bsn.encode("ascii"))
         outer = self._outer.copy()
         outer.update(inner.digest())
-        return outer.hexdigest()
+        return outer.hexdigest()[:32]
 
     def encrypt(self, bsn: str) -> str:
         nonce = self._nonce_prefix + next(self._nonce_counter).to_bytes(8, "big")

@@ -1,9 +1,11 @@
 """SQL of the audit log: append to the chain, checkpoints, reads. Gets a Session, never commits.
 
 Appends for one source are serialised by locking its chain head (`SELECT ... FOR UPDATE` on
-PostgreSQL; SQLite writers already queue on `BEGIN IMMEDIATE`), so concurrent writers, even in
-other processes, extend the chain one after the other. Appends are idempotent per `event_id`: a
-batch delivered twice (a retry after a lost answer) is stored once.
+PostgreSQL; SQLite writers already queue on `BEGIN IMMEDIATE`, and within a process on a lock
+first), so concurrent writers, even in other processes, extend the chain one after the other.
+Appends are idempotent per `event_id`: a batch delivered twice (a retry after a lost answer) is
+stored once. Rows go to the database through the driver directly (COPY on PostgreSQL), because
+this is the hot path of every access in the network.
 """
 
 from __future__ import annotations

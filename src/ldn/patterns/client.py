@@ -45,7 +45,7 @@ class NodeClient:
         self._lock = asyncio.Lock()
         self._last_refresh = 0.0
         self._addresses: dict[tuple[str, str], tuple[float, str]] = {}
-        self._localization: OrderedDict[str, LocalizationClient] = OrderedDict()
+        self._localization: OrderedDict[tuple[str, str, str], LocalizationClient] = OrderedDict()
 
     async def tokens(self) -> TokenClient:
         if self._tokens is None:
@@ -142,7 +142,13 @@ class NodeClient:
     def localization(self, professional: Professional | None = None) -> LocalizationClient:
         """A PRS/NVI client as this node; NVI searches carry the professional (the NVI wants one).
         Kept per professional (its cache of the PRS key versions then lasts between queries)."""
-        key = professional.declaration if professional is not None else ""
+        # Keyed on the directory's PRS/NVI addresses too: a moved service gets a fresh client.
+        directory = self.ctx.directory
+        key = (
+            professional.declaration if professional is not None else "",
+            directory.service_url("prs"),
+            directory.service_url("nvi"),
+        )
         found = self._localization.get(key)
         if found is not None:
             self._localization.move_to_end(key)
