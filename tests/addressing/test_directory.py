@@ -214,15 +214,26 @@ async def test_a_mandate_lets_another_organisation_publish(stack: Stack) -> None
     assert again.status_code == 403
 
 
-async def test_urA_rules_duplicate_and_immutable(stack: Stack) -> None:
+async def test_ura_rules_duplicate_and_immutable(stack: Stack) -> None:
     duplicate = await stack.client.post(
         f"{MCSD}/Organization", headers=headers("00000020"), json=organization("d", ura="00000020")
     )
     assert duplicate.status_code == 409
+    assert duplicate.json()["issue"][0]["code"] == "duplicate"
     current = (await stack.client.get(f"{MCSD}/Organization/org-00000020", headers=as_org("00000020"))).json()
     current["identifier"] = [{"system": SYSTEM_URA, "value": "00000030"}]
+    # Without a mandate from 00000030, taking its URA is refused outright ...
+    refused = await stack.client.put(f"{MCSD}/Organization/org-00000020", headers=headers("00000020"), json=current)
+    assert refused.status_code == 403
+    # ... and with one, a URA still never changes.
+    await stack.client.put(
+        f"{MCSD}/OrganizationAffiliation/m-30-20",
+        headers=headers("00000030"),
+        json=mandate("m-30-20", "org-00000030", "00000020"),
+    )
     changed = await stack.client.put(f"{MCSD}/Organization/org-00000020", headers=headers("00000020"), json=current)
-    assert changed.status_code in (403, 422)
+    assert changed.status_code == 422
+    assert changed.json()["issue"][0]["details"]["coding"][0]["code"] == "ura-immutable"
 
 
 async def test_request_level_bad_input(stack: Stack) -> None:

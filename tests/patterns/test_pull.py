@@ -81,3 +81,18 @@ async def test_refused_pull_is_logged_as_refused_on_both_sides(driver: NetworkDr
     events = {(e["source"]["id"], e["type"]["key"]): e for e in await driver.audit_events(trace.trace_id)}
     assert events[(f"node-{GP}", "fhir.search.holder")]["outcome"] == "refused"
     assert events[(f"node-{HOSPITAL}", "fhir.search.requester")]["outcome"] == "refused"
+
+
+async def test_no_bsn_reaches_the_logs(driver: NetworkDriver, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    await driver.permit_all(BRAM)
+    caplog.set_level(logging.DEBUG)
+    assert (await driver.query(INTERNIST, BRAM)).status_code == 200
+    assert (await driver.query(INTERNIST, CHANTAL, holders=[GP])).status_code == 200
+    referral = await driver.refer("900000011", HOSPITAL, BRAM, "ziekenhuiszorg")
+    assert referral.status_code == 201
+    ours = [r for r in caplog.records if r.name.startswith("ldn")]
+    assert any(r.name == "ldn.access" for r in ours)
+    text = "\n".join(r.getMessage() + str(r.__dict__) for r in ours)
+    assert BRAM not in text and CHANTAL not in text

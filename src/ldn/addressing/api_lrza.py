@@ -20,6 +20,7 @@ from ldn.addressing.model import is_ura_system, us_to_http_date, us_to_instant
 from ldn.addressing.search import UPPER, _split, date_condition, parse_count, parse_date_param, prefer_strict
 from ldn.addressing.searchparams import normalize
 from ldn.addressing.settings import AddressingSettings
+from ldn.addressing.store import custom_plans
 from ldn.addressing.tables import lrza_providers
 from ldn.auth.resource_server import Caller, require_caller
 from ldn.core.errors import BadRequest, NotFound, operation_outcome
@@ -125,6 +126,7 @@ def lrza_router(database: Database, settings: AddressingSettings, base_url: str)
         want_total = total_mode in ("accurate", "estimate")
 
         def work(session: Session) -> tuple[list[lrza.Registration], int | None, str | None, int]:
+            custom_plans(session)
             page, total, next_cursor = lrza.search(
                 session, conditions, cursor=cursor, limit=count, want_total=want_total or count == 0
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ldn.addressing.codes import SYSTEM_URA
@@ -99,8 +99,18 @@ def parse_instant_range(value: str) -> tuple[int, int]:
     return low, high
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def instant_to_us(value: str) -> int:
     """The start of a FHIR instant in microseconds (for `meta.lastUpdated` and `_since`)."""
+    if len(value) > 20 and value[10] == "T" and value[-1] == "Z":
+        # The common, complete form: the C parser, then exact integer arithmetic.
+        try:
+            return (datetime.fromisoformat(value) - _EPOCH) // _MICROSECOND
+        except ValueError:
+            pass
     return parse_instant_range(value)[0]
 
 

@@ -47,7 +47,7 @@ from ldn.addressing.lrza import sources_from_fhir
 from ldn.addressing.model import MCSD_TYPES, chain_link, instant_to_us, is_active, ura_of, us_to_instant
 from ldn.addressing.searchparams import extract
 from ldn.addressing.settings import AddressingSettings
-from ldn.addressing.store import dumps
+from ldn.addressing.store import custom_plans, dumps
 from ldn.addressing.tables import replica_index, replica_resources, replica_state
 from ldn.core.service import ServiceContext
 from ldn.core.storage import Database
@@ -360,6 +360,33 @@ class ApplyResult:
     dropped_keys: list[tuple[str, str]] = field(default_factory=list)
 
 
+_RESOURCE_COLUMNS = (
+    "replica_owner",
+    "resource_type",
+    "id",
+    "version_id",
+    "last_updated",
+    "source_ura",
+    "owner_ura",
+    "content",
+)
+_INDEX_COLUMNS = ("replica_owner", "resource_type", "res_id", "param", "system", "value")
+
+
+def _bulk_insert(session: Session, table: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """A driver-level executemany: an initial load inserts hundreds of thousands of rows, and
+    per-row parameter processing in the SQL toolkit would cost more than the database does."""
+    if not rows:
+        return
+    marker = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    placeholders = ", ".join([marker] * len(columns))
+    # Table and column names are constants of this module, never input.
+    statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+    connection = session.connection()
+    for chunk in _chunks(rows, 5000):
+        connection.exec_driver_sql(statement, list(chunk))
+
+
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -396,10 +423,7 @@ class ReplicaStore:
         """Store the newer versions among `items` (in order). With `final` False, raise
         `_NeedsFreshRegister` instead of dropping, so the caller can refresh the LRZa view first."""
         result = ApplyResult()
-        if session.get_bind().dialect.name == "postgresql":
-            # The driver prepares repeated statements; a generic plan made while the replica was
-            # still empty (a scan) would stay in use as it grows to national size.
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        custom_plans(session)  # the replica grows from empty to national size during a load
         keys = [(i.resource_type, i.id) for i in items]
         parents = []
         for item in items:
@@ -469,38 +493,18 @@ class ReplicaStore:
                         RI.c.replica_owner == self.owner, RI.c.resource_type == rtype, RI.c.res_id.in_(chunk)
                     )
                 )
-        resource_rows = []
-        index_rows = []
+        resource_rows: list[tuple[Any, ...]] = []
+        index_rows: list[tuple[Any, ...]] = []
         for (rtype, rid), (item, owner) in latest.items():
             resource_rows.append(
-                {
-                    "replica_owner": self.owner,
-                    "resource_type": rtype,
-                    "id": rid,
-                    "version_id": item.version_id,
-                    "last_updated": item.last_updated,
-                    "source_ura": item.source,
-                    "owner_ura": owner,
-                    "content": dumps(item.content),
-                }
+                (self.owner, rtype, rid, item.version_id, item.last_updated, item.source, owner, dumps(item.content))
             )
             wanted = _REPLICA_PARAMS.get(rtype, frozenset())
             for param, system, value in extract(rtype, item.content, self.base_url, wanted):
                 if param in wanted:
-                    index_rows.append(
-                        {
-                            "replica_owner": self.owner,
-                            "resource_type": rtype,
-                            "res_id": rid,
-                            "param": param,
-                            "system": system,
-                            "value": value,
-                        }
-                    )
-        for chunk in _chunks(resource_rows, 1000):
-            session.execute(insert(RR), list(chunk))
-        for chunk in _chunks(index_rows, 2000):
-            session.execute(insert(RI), list(chunk))
+                    index_rows.append((self.owner, rtype, rid, param, system, value))
+        _bulk_insert(session, RR, _RESOURCE_COLUMNS, resource_rows)
+        _bulk_insert(session, RI, _INDEX_COLUMNS, index_rows)
 
     def remove(self, session: Session, keys: Sequence[tuple[str, str]]) -> None:
         for rtype, rid in keys:

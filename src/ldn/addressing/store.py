@@ -24,7 +24,7 @@ _LOCK_KEY = 0x6C646E6D637364  # "ldnmcsd"
 
 
 def dumps(content: dict[str, Any]) -> str:
-    return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,18 @@ def write_lock(session: Session) -> None:
     """Serialise directory writers for the rest of this transaction."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+def custom_plans(session: Session) -> None:
+    """Plan each statement of this transaction for its actual values (PostgreSQL).
+
+    The driver prepares statements it sees repeatedly, and PostgreSQL may then reuse one generic
+    plan for every value: for `status=active` (most rows) and `identifier=...` (one row) alike,
+    or one made while a table was still nearly empty. Searches and replica pages need the plan
+    that fits their values.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def next_timestamp(session: Session) -> int:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -196,9 +194,3 @@ class NetworkDriver:
     def fault(self, ura: str, fault: Fault) -> Iterator[None]:
         with holder_fault(self.network, ura, fault):
             yield
-
-
-def default_pki_dir(data_dir: Path) -> Path:
-    """Where the PKI lives for a network rooted at `data_dir` (LDN_AUTH_PKI_DIR wins)."""
-    configured = os.environ.get("LDN_AUTH_PKI_DIR")
-    return Path(configured) if configured else AuthSettings().resolved_pki_dir(data_dir)
