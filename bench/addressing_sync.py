@@ -462,6 +462,7 @@ def main() -> None:
     parser.add_argument("--db")
     parser.add_argument("--port", type=int)
     parser.add_argument("--base")
+    parser.add_argument("--keep", action="store_true", help="keep the SQLite files (printed) for inspection")
     args = parser.parse_args()
     if args.mode == "generate":
         generate(args.db, args.orgs, args.base)
@@ -533,7 +534,10 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
         if created:
             from sqlalchemy import create_engine, text
 

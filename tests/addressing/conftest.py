@@ -53,6 +53,11 @@ def as_org(ura: str) -> dict[str, str]:
     return {"X-Test-Org": ura}
 
 
+def if_match(resource: dict[str, Any]) -> dict[str, str]:
+    """The `If-Match` header for changing `resource` as it was read (LAS-TA-ADDR-002)."""
+    return {"If-Match": f'W/"{resource["meta"]["versionId"]}"'}
+
+
 @dataclass
 class Stack:
     app: Any

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ldn.addressing.codes import SYSTEM_URA, source_uri
-from tests.addressing.conftest import MCSD, Stack, as_org
+from tests.addressing.conftest import MCSD, Stack, as_org, if_match
 from tests.addressing.factories import endpoint, location, mandate, organization, service
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -86,7 +86,9 @@ async def test_create_read_update_with_versions_and_etags(stack: Stack) -> None:
 
 async def test_update_without_changes_makes_no_new_version(stack: Stack) -> None:
     current = (await stack.client.get(f"{MCSD}/Organization/org-00000020", headers=as_org("00000020"))).json()
-    again = await stack.client.put(f"{MCSD}/Organization/org-00000020", headers=headers("00000020"), json=current)
+    again = await stack.client.put(
+        f"{MCSD}/Organization/org-00000020", headers=headers("00000020", **if_match(current)), json=current
+    )
     assert again.status_code == 200
     assert again.json()["meta"]["versionId"] == current["meta"]["versionId"]
 
@@ -101,19 +103,23 @@ async def test_put_creates_with_client_id_and_prefer_return(stack: Stack) -> Non
     assert minimal.headers["location"].endswith("/Location/loc-1/_history/1")
     outcome = await stack.client.put(
         f"{MCSD}/Location/loc-1",
-        headers=headers("00000050", Prefer="return=OperationOutcome"),
+        headers=headers("00000050", Prefer="return=OperationOutcome", **{"If-Match": 'W/"1"'}),
         json={**location("loc-1", "org-00000050"), "name": "Hoofdlocatie"},
     )
     assert outcome.status_code == 200 and outcome.json()["resourceType"] == "OperationOutcome"
 
 
 async def test_delete_sets_inactive_and_keeps_the_resource(stack: Stack) -> None:
-    response = await stack.client.delete(f"{MCSD}/Endpoint/ep-00000030-token", headers=as_org("00000030"))
+    response = await stack.client.delete(
+        f"{MCSD}/Endpoint/ep-00000030-token", headers={**as_org("00000030"), "If-Match": 'W/"1"'}
+    )
     assert response.status_code == 200
     assert response.json()["resourceType"] == "OperationOutcome"
     kept = (await stack.client.get(f"{MCSD}/Endpoint/ep-00000030-token", headers=as_org("00000030"))).json()
     assert kept["status"] == "off" and kept["meta"]["versionId"] == "2"
-    again = await stack.client.delete(f"{MCSD}/Endpoint/ep-00000030-token", headers=as_org("00000030"))
+    again = await stack.client.delete(
+        f"{MCSD}/Endpoint/ep-00000030-token", headers={**as_org("00000030"), "If-Match": 'W/"2"'}
+    )
     assert again.status_code == 200 and "already inactive" in again.text
     org = await stack.client.delete(
         f"{MCSD}/Organization/org-00000030", headers={**as_org("00000030"), "If-Match": 'W/"1"'}
@@ -128,6 +134,106 @@ async def test_delete_sets_inactive_and_keeps_the_resource(stack: Stack) -> None
     assert stale.status_code == 412
     unknown = await stack.client.delete(f"{MCSD}/Organization/nope", headers=as_org("00000030"))
     assert unknown.status_code == 404
+
+
+async def test_changes_need_if_match(stack: Stack) -> None:
+    """LAS-TA-ADDR-002: changing an existing resource needs If-Match (428 without, 412 when stale)."""
+    url = f"{MCSD}/Endpoint/ep-00000020-fhir"
+    current = (await stack.client.get(url, headers=as_org("00000020"))).json()
+    changed = {**current, "address": "https://linde.example.org/fhir"}
+    blind = await stack.client.put(url, headers=headers("00000020"), json=changed)
+    assert blind.status_code == 428 and outcome_code(blind) == "required"
+    blind_delete = await stack.client.delete(url, headers=as_org("00000020"))
+    assert blind_delete.status_code == 428
+    blind_bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": location("loc-tx", "org-00000020"), "request": {"method": "PUT", "url": "Location/loc-tx"}},
+            {"resource": changed, "request": {"method": "PUT", "url": "Endpoint/ep-00000020-fhir"}},
+        ],
+    }
+    refused = await stack.client.post(f"{MCSD}/", headers=headers("00000020"), json=blind_bundle)
+    assert refused.status_code == 428 and "entry 1" in refused.json()["issue"][0]["diagnostics"]
+    assert (await stack.client.get(f"{MCSD}/Location/loc-tx", headers=as_org("00000020"))).status_code == 404
+    assert (await stack.client.get(url, headers=as_org("00000020"))).json()["meta"]["versionId"] == "1"
+
+    blind_bundle["entry"][1]["request"]["ifMatch"] = 'W/"1"'
+    done = await stack.client.post(f"{MCSD}/", headers=headers("00000020"), json=blind_bundle)
+    assert done.status_code == 200, done.text
+    assert [e["response"]["status"] for e in done.json()["entry"]] == ["201 Created", "200 OK"]
+    # Creating with a client id needs no version; a replayed change with the old one is stale.
+    created = await stack.client.put(
+        f"{MCSD}/Location/loc-new", headers=headers("00000020"), json=location("loc-new", "org-00000020")
+    )
+    assert created.status_code == 201
+    replayed = await stack.client.put(url, headers=headers("00000020", **if_match(current)), json=changed)
+    assert replayed.status_code == 412
+
+
+async def test_a_replayed_create_with_if_none_exist_creates_once(stack: Stack) -> None:
+    body = endpoint("e", custodian="00000020", address="https://linde.example.org/notify")
+    body["identifier"][0]["value"] = "urn:uuid:7d3f0c52-5a7e-4a55-9d1e-1c2b3a4d5e6f"
+    condition = {"If-None-Exist": "identifier=urn:ietf:rfc:3986|urn:uuid:7d3f0c52-5a7e-4a55-9d1e-1c2b3a4d5e6f"}
+    first = await stack.client.post(f"{MCSD}/Endpoint", headers=headers("00000020", **condition), json=body)
+    assert first.status_code == 201, first.text
+    replay = await stack.client.post(f"{MCSD}/Endpoint", headers=headers("00000020", **condition), json=body)
+    assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
+    assert replay.headers["etag"] == 'W/"1"'
+    found = await stack.client.get(
+        f"{MCSD}/Endpoint?identifier=urn:uuid:7d3f0c52-5a7e-4a55-9d1e-1c2b3a4d5e6f", headers=as_org("00000020")
+    )
+    assert len(found.json()["entry"]) == 1
+    # Someone without a mandate for what the condition finds is refused, not told "found".
+    foreign = await stack.client.post(f"{MCSD}/Endpoint", headers=headers("00000030", **condition), json=body)
+    assert foreign.status_code == 403
+    # A condition matching several resources, or an unknown or empty one, is refused.
+    several = await stack.client.post(
+        f"{MCSD}/Endpoint", headers=headers("00000020", **{"If-None-Exist": "status=active"}), json=body
+    )
+    assert several.status_code == 412
+    for bad in ("colour=blue", "", "_count=1"):
+        refused = await stack.client.post(
+            f"{MCSD}/Endpoint", headers=headers("00000020", **{"If-None-Exist": bad}), json=body
+        )
+        assert refused.status_code == 400, bad
+    # In a transaction, a found resource is what the entry's urn:uuid refers to.
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0b6e2a7c-9d51-4f0e-8a3b-5c6d7e8f9a0b",
+                "resource": body,
+                "request": {"method": "POST", "url": "Endpoint", "ifNoneExist": condition["If-None-Exist"]},
+            },
+            {
+                "resource": {
+                    **service("hs-notify", "org-00000020", code="verwijzing-ontvangen"),
+                    "endpoint": [{"reference": "urn:uuid:0b6e2a7c-9d51-4f0e-8a3b-5c6d7e8f9a0b"}],
+                },
+                "request": {"method": "POST", "url": "HealthcareService"},
+            },
+        ],
+    }
+    done = await stack.client.post(f"{MCSD}/", headers=headers("00000020"), json=bundle)
+    assert done.status_code == 200, done.text
+    statuses = [e["response"]["status"] for e in done.json()["entry"]]
+    assert statuses == ["200 OK", "201 Created"]
+    created = done.json()["entry"][1]["response"]["location"].split("/_history")[0]
+    hs = (await stack.client.get(f"{MCSD}/{created}", headers=as_org("00000020"))).json()
+    assert hs["endpoint"] == [{"reference": f"Endpoint/{first.json()['id']}"}]
+
+
+async def test_if_match_optional_when_configured(stack: Stack) -> None:
+    stack.service.settings = stack.service.settings.model_copy(update={"require_if_match": False})
+    url = f"{MCSD}/Endpoint/ep-00000020-fhir"
+    current = (await stack.client.get(url, headers=as_org("00000020"))).json()
+    changed = {**current, "address": "https://linde.example.org/fhir"}
+    updated = await stack.client.put(url, headers=headers("00000020"), json=changed)
+    assert updated.status_code == 200 and updated.json()["meta"]["versionId"] == "2"
+    stale = await stack.client.put(url, headers=headers("00000020", **if_match(current)), json=current)
+    assert stale.status_code == 412  # a version that is sent is still checked
 
 
 @pytest.mark.parametrize(
@@ -206,7 +312,9 @@ async def test_a_mandate_lets_another_organisation_publish(stack: Stack) -> None
     )
     assert other.status_code == 403
     # Withdrawing the mandate (delete = inactive) withdraws the right.
-    withdrawn = await stack.client.delete(f"{MCSD}/OrganizationAffiliation/m1", headers=as_org("00000040"))
+    withdrawn = await stack.client.delete(
+        f"{MCSD}/OrganizationAffiliation/m1", headers={**as_org("00000040"), "If-Match": 'W/"1"'}
+    )
     assert withdrawn.status_code == 200
     again = await stack.client.post(
         f"{MCSD}/Endpoint", headers=headers("00000050"), json=endpoint("e", owner_org="org-00000040")
@@ -231,7 +339,9 @@ async def test_ura_rules_duplicate_and_immutable(stack: Stack) -> None:
         headers=headers("00000030"),
         json=mandate("m-30-20", "org-00000030", "00000020"),
     )
-    changed = await stack.client.put(f"{MCSD}/Organization/org-00000020", headers=headers("00000020"), json=current)
+    changed = await stack.client.put(
+        f"{MCSD}/Organization/org-00000020", headers=headers("00000020", **if_match(current)), json=current
+    )
     assert changed.status_code == 422
     assert changed.json()["issue"][0]["details"]["coding"][0]["code"] == "ura-immutable"
 

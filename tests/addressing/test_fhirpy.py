@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from fhirpy import AsyncFHIRClient
-from fhirpy.base.exceptions import ForbiddenError, OperationOutcome, ResourceNotFound
+from fhirpy.base.exceptions import ForbiddenError, MultipleResourcesFound, OperationOutcome, ResourceNotFound
 
 from ldn.core.config import CoreSettings
 from ldn.core.storage import Database
@@ -46,13 +46,13 @@ def live(settings: CoreSettings, topology: Topology, database: Database) -> Iter
     sock.close()
 
 
-async def fhir_client(live: Any, org: str, scope: str) -> AsyncFHIRClient:
+async def fhir_client(live: Any, org: str, scope: str, **headers: str) -> AsyncFHIRClient:
     async with httpx.AsyncClient(timeout=30) as http:
         token = await token_for(http, live, org=org, scope=scope)
     return AsyncFHIRClient(
         live.directory.service_url("mcsd"),
         authorization=f"Bearer {token.value}",
-        extra_headers={"Accept": "application/fhir+json"},
+        extra_headers={"Accept": "application/fhir+json", **headers},
     )
 
 
@@ -90,8 +90,17 @@ async def test_fhirpy_queries_and_writes_the_directory(live: Any) -> None:
     await department.save()
     assert department["id"] and department["meta"]["versionId"] == "1"
     department["name"] = "Poli Cardiologie"
-    await department.save()
-    assert department["meta"]["versionId"] == "2"
+    # fhirpy sends no If-Match of its own; the directory requires it for updates (LAS-TA-ADDR-002).
+    with pytest.raises(OperationOutcome, match="If-Match"):
+        await department.save()
+    locking = await fhir_client(live, "00000040", "mcsd:read mcsd:write", **{"If-Match": 'W/"1"'})
+    update = locking.resource("Organization", **department.serialize())
+    await update.save()
+    assert update["meta"]["versionId"] == "2"
+    # The same If-Match again: version 1 is no longer current. fhirpy reads any 412 as the
+    # conditional-update "multiple matches"; the body says what happened.
+    with pytest.raises(MultipleResourcesFound, match="version-conflict"):
+        await update.save()
     found = await reader.resources("Organization").search(partof="Organization/org-00000040").fetch()
     assert [o["name"] for o in found] == ["Poli Cardiologie"]
     history = await reader.execute(f"Organization/{department['id']}/_history", method="get")

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.addressing.conftest import MCSD, Stack, as_org
+from tests.addressing.conftest import MCSD, Stack, as_org, if_match
 
 H = as_org("00000020")
 W = {**as_org("00000040"), "Content-Type": "application/fhir+json"}
@@ -47,8 +47,10 @@ async def test_since_returns_changes_with_versions(stack: Stack) -> None:
     mark = body["meta"]["lastUpdated"]
     org = (await stack.client.get(f"{MCSD}/Organization/org-00000040", headers=H)).json()
     org["name"] = "Ziekenhuis Rijnstad (locatie Arnhem)"
-    await stack.client.put(f"{MCSD}/Organization/org-00000040", headers=W, json=org)
-    await stack.client.delete(f"{MCSD}/Endpoint/ep-00000040-token", headers=as_org("00000040"))
+    updated = await stack.client.put(f"{MCSD}/Organization/org-00000040", headers={**W, **if_match(org)}, json=org)
+    assert updated.status_code == 200, updated.text
+    deleted = await stack.client.delete(f"{MCSD}/Endpoint/ep-00000040-token", headers={**W, "If-Match": 'W/"1"'})
+    assert deleted.status_code == 200, deleted.text
     changes, _ = await follow(stack, f"{MCSD}/_history?_since={quote(mark)}&_sort=_lastUpdated")
     # `_since` is inclusive: the last version before the changes comes back too.
     assert [(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in changes][-2:] == [
@@ -86,7 +88,10 @@ async def test_history_bad_input(stack: Stack) -> None:
 async def test_cursor_pages_do_not_repeat_or_skip_under_writes(stack: Stack, level: str) -> None:
     first = (await stack.client.get(f"{MCSD}/{level}?_count=5&_sort=_lastUpdated", headers=H)).json()
     # A write between pages lands at the end (ascending order), so nothing shifts.
-    await stack.client.delete(f"{MCSD}/Endpoint/ep-00000020-fhir", headers=as_org("00000020"))
+    deleted = await stack.client.delete(
+        f"{MCSD}/Endpoint/ep-00000020-fhir", headers={**as_org("00000020"), "If-Match": 'W/"1"'}
+    )
+    assert deleted.status_code == 200, deleted.text
     next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
     rest, _ = await follow(stack, next_url)
     ids = [(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in first["entry"] + rest]

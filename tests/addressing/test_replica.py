@@ -34,6 +34,7 @@ from tests.addressing.factories import endpoint, organization, service
 
 NODE = "00000020"
 W40 = {**as_org("00000040"), "Content-Type": "application/fhir+json"}
+FIRST = {"If-Match": 'W/"1"'}  # changing what publication wrote (version 1)
 
 
 class Hooked(httpx.AsyncBaseTransport):
@@ -132,10 +133,12 @@ async def test_initial_load_then_incremental_sync(stack: Stack) -> None:
     # Changes at the source: a new address, a deactivated service, a new service.
     ep = (await stack.client.get(f"{MCSD}/Endpoint/ep-00000040-fhir", headers=W40)).json()
     ep["address"] = "https://rijnstad.example.org/fhir"
-    assert (await stack.client.put(f"{MCSD}/Endpoint/ep-00000040-fhir", headers=W40, json=ep)).status_code == 200
-    assert (
-        await stack.client.delete(f"{MCSD}/HealthcareService/hs-00000040-verwijzing", headers=W40)
-    ).status_code == 200
+    changed = await stack.client.put(f"{MCSD}/Endpoint/ep-00000040-fhir", headers={**W40, **FIRST}, json=ep)
+    assert changed.status_code == 200, changed.text
+    deactivated = await stack.client.delete(
+        f"{MCSD}/HealthcareService/hs-00000040-verwijzing", headers={**W40, **FIRST}
+    )
+    assert deactivated.status_code == 200, deactivated.text
     new = service("hs-40-lab", "org-00000040", code="laboratoriumonderzoek", endpoint_id="ep-00000040-fhir")
     assert (await stack.client.put(f"{MCSD}/HealthcareService/hs-40-lab", headers=W40, json=new)).status_code == 201
     transport.calls.clear()
@@ -158,7 +161,8 @@ async def test_lookups_for_unknown_or_inactive(stack: Stack) -> None:
     with pytest.raises(AddressNotFound):
         await lookups.fhir_base("12345678")
     assert await lookups.organization("12345678") is None
-    await stack.client.delete(f"{MCSD}/Endpoint/ep-00000040-token", headers=W40)
+    deleted = await stack.client.delete(f"{MCSD}/Endpoint/ep-00000040-token", headers={**W40, **FIRST})
+    assert deleted.status_code == 200, deleted.text
     await syncer.sync_once()
     with pytest.raises(AddressNotFound):
         await lookups.token_endpoint("00000040")
@@ -292,7 +296,8 @@ async def test_429_and_retry_after_are_honoured(stack: Stack) -> None:
         return None
 
     before = await stack.database.run(load_state, NODE)
-    await stack.client.delete(f"{MCSD}/Endpoint/ep-00000040-token", headers=W40)
+    deleted = await stack.client.delete(f"{MCSD}/Endpoint/ep-00000040-token", headers={**W40, **FIRST})
+    assert deleted.status_code == 200, deleted.text
     deferring, _, _ = make_syncer(stack, hook=long_wait)
     with pytest.raises(SyncDeferred) as deferred:
         await deferring.sync_once()
@@ -374,7 +379,8 @@ async def test_crash_mid_initial_load_resumes_where_it_stopped(stack: Stack) -> 
     loaded_before = [c for c in first_transport.calls[:-1] if c.startswith(MCSD)]  # the last one crashed
 
     # A change while the node is down is caught up by `_history?_since=T0` afterwards.
-    await stack.client.delete(f"{MCSD}/Organization/org-00000020", headers=as_org("00000020"))
+    deleted = await stack.client.delete(f"{MCSD}/Organization/org-00000020", headers={**as_org("00000020"), **FIRST})
+    assert deleted.status_code == 200, deleted.text
 
     resumed, second_transport, _ = make_syncer(stack, page_size=4)
     report = await resumed.sync_once()
@@ -403,7 +409,8 @@ async def test_crash_while_applying_a_page_rolls_that_page_back(stack: Stack, mo
     # Twelve changes, then a crash while the second `_history` page is being written.
     for suffix in ("fhir", "notification", "token"):
         for ura in ("00000020", "00000030", "00000040", "00000050"):
-            await stack.client.delete(f"{MCSD}/Endpoint/ep-{ura}-{suffix}", headers=as_org(ura))
+            deleted = await stack.client.delete(f"{MCSD}/Endpoint/ep-{ura}-{suffix}", headers={**as_org(ura), **FIRST})
+            assert deleted.status_code == 200, deleted.text
     original = ReplicaStore._write
     calls = {"n": 0}
 

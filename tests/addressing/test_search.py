@@ -179,3 +179,37 @@ async def test_post_search(stack: Stack) -> None:
     assert [e["resource"]["id"] for e in response.json()["entry"]] == ["org-00000050"]
     wrong = await stack.client.post(f"{MCSD}/Organization/_search", headers=H, json={"identifier": "x"})
     assert wrong.status_code == 415
+
+
+async def test_combined_conditions_match_each_resource_once(stack: Stack) -> None:
+    """Several conditions together (the driver and the checked ones differ per database), with a
+    resource that matches one condition through two index rows (its name and its alias)."""
+    cardio = {**organization("dept-cardio", name="Cardiologie", part_of="org-00000040"), "alias": ["Cardio Poli"]}
+    created = await stack.client.put(
+        f"{MCSD}/Organization/dept-cardio",
+        headers={**as_org("00000040"), "Content-Type": "application/fhir+json"},
+        json=cardio,
+    )
+    assert created.status_code == 201, created.text
+    both = await stack.client.get(f"{MCSD}/Organization?name=cardio&active=true&_total=accurate", headers=H)
+    assert [e["resource"]["id"] for e in both.json()["entry"]] == ["dept-cardio"]
+    assert both.json()["total"] == 1
+    assert await ids(stack, "Organization?name=cardio&partof=org-00000040&active=true") == ["dept-cardio"]
+    assert await ids(stack, "Organization?name=cardio&partof=org-00000020") == []
+    assert await ids(stack, "Organization?name=cardio&active:not=true") == []
+    assert await ids(stack, "Organization?_id=org-00000020,org-00000040&type=Z3") == ["org-00000020"]
+    stamp = (await stack.client.get(f"{MCSD}/Organization/dept-cardio", headers=H)).json()["meta"]["lastUpdated"]
+    assert await ids(stack, f"Organization?active=true&_lastUpdated=ge{quote(stamp)}") == ["dept-cardio"]
+    assert await ids(stack, f"Organization?active=true&_lastUpdated=lt{quote(stamp)}&type=V4") == ["org-00000040"]
+    notifying = await ids(stack, "Endpoint?payload-type=pull-notification&status:not=off&connection-type=hl7-fhir-rest")
+    assert len(notifying) == 6
+
+    seen: list[str] = []
+    url: str | None = f"{MCSD}/Endpoint?status=active&connection-type=hl7-fhir-rest&_count=5&_total=accurate"
+    while url:
+        body = (await stack.client.get(url, headers=H)).json()
+        assert body.get("total", 12) == 12
+        seen += [e["resource"]["id"] for e in body["entry"]]
+        url = next((link["url"] for link in body["link"] if link["relation"] == "next"), None)
+        assert len(seen) <= 12
+    assert len(seen) == 12 and seen == sorted(set(seen))

@@ -226,8 +226,11 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
         body = await read_json_body(request)
         if not isinstance(body, dict):
             raise BadRequest("expected a FHIR resource (a JSON object)", code="structure")
-        result = await service.create(resource_type, body, caller.organization_ura)
-        return write_response(result, request, 201)
+        result = await service.create(
+            resource_type, body, caller.organization_ura, request.headers.get("if-none-exist")
+        )
+        # 200 when a conditional create (If-None-Exist) found the resource: nothing was created.
+        return write_response(result, request, 201 if result.created else 200)
 
     @router.put("/{resource_type}/{resource_id}", summary="Update or create with a client id (ITI-130)")
     async def update(

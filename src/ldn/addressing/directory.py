@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from ldn.addressing.search import (
     HistoryRequest,
     SearchRequest,
     SearchResult,
+    parse_search,
     run_search,
 )
 from ldn.addressing.searchparams import extract
@@ -76,6 +78,8 @@ class _Entry:
     resource: dict[str, Any] | None
     full_url: str | None
     if_match: str | None
+    if_none_exist: str | None = None
+    existing: Stored | None = None  # what a conditional create found instead of creating
 
 
 @dataclass(frozen=True)
@@ -171,9 +175,15 @@ class DirectoryService:
         publisher: str,
         *,
         if_match: str | None = None,
+        precondition_required: bool = False,
         validate: bool = True,
     ) -> WriteResult:
-        """Create (`resource_id` None: POST) or update/create-on-update (PUT) one resource."""
+        """Create (`resource_id` None: POST) or update/create-on-update (PUT) one resource.
+
+        `precondition_required`: refuse to change an existing resource without `if_match` (428).
+        Requests from outside ask for it per the settings; the operator's own writes (publication)
+        read the current version under the same write lock, so they cannot lose an update.
+        """
         if resource_type not in MCSD_TYPES:
             raise ServiceError(
                 f"resource type {resource_type} is not part of the mCSD directory", status=404, code="not-supported"
@@ -194,6 +204,13 @@ class DirectoryService:
         content["id"] = resource_id
         store.write_lock(session)
         current = store.get_current(session, resource_type, resource_id)
+        owner = self.owner_of(session, resource_type, resource_id, content)
+        self.authorize(session, resource_type, owner, publisher)
+        if current is not None:
+            old_owner = self._old_owner(session, current)
+            if old_owner is not None and old_owner != owner:
+                self.authorize(session, resource_type, old_owner, publisher)
+        # After authorization: a caller without a mandate learns nothing about versions.
         if if_match is not None:
             expected = parse_etag(if_match)
             if current is None or current.version_id != expected:
@@ -201,20 +218,19 @@ class DirectoryService:
                 raise PreconditionFailed(
                     f"If-Match version {expected} does not match: {have}", details_code="version-conflict"
                 )
-        elif current is not None and self.settings.require_if_match:
-            raise ServiceError("updates need If-Match (optimistic locking)", status=428, code="required")
-        owner = self.owner_of(session, resource_type, resource_id, content)
-        self.authorize(session, resource_type, owner, publisher)
-        if current is not None:
-            old_owner = self._old_owner(session, current)
-            if old_owner is not None and old_owner != owner:
-                self.authorize(session, resource_type, old_owner, publisher)
-            if resource_type == "Organization" and ura_of(current.content) != ura_of(content):
-                raise Unprocessable(
-                    "the URA of an Organization cannot change; register a new Organization",
-                    code="business-rule",
-                    details_code="ura-immutable",
-                )
+        elif current is not None and precondition_required:
+            raise ServiceError(
+                f"{resource_type}/{resource_id} exists: changing it needs If-Match with the version it was read "
+                "at (the ETag of that read; optimistic locking, LAS-TA-ADDR-002)",
+                status=428,
+                code="required",
+            )
+        if resource_type == "Organization" and current is not None and ura_of(current.content) != ura_of(content):
+            raise Unprocessable(
+                "the URA of an Organization cannot change; register a new Organization",
+                code="business-rule",
+                details_code="ura-immutable",
+            )
         if resource_type == "Organization":
             ura = ura_of(content)
             if ura is not None and any(
@@ -255,6 +271,51 @@ class DirectoryService:
         stored = Stored(resource_type, resource_id, version, stamp, publisher, final)
         return WriteResult(stored, created=current is None, changed=True)
 
+    def conditional_match(self, session: Session, resource_type: str, query: str, publisher: str) -> Stored | None:
+        """What a conditional create (`If-None-Exist: <query>`) finds: None when nothing matches
+        (create), the one match (do not create; the publisher must be allowed to write it, as
+        for an update), 412 when the query matches more than one. Call with the write lock held,
+        so two replays of one create cannot both create."""
+        items = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        if not items:
+            raise BadRequest("If-None-Exist needs search parameters, e.g. identifier=<system>|<value>", code="value")
+        request = parse_search(
+            resource_type, items, strict=True, default_count=2, max_count=self.settings.search_max_count
+        )
+        if not request.conditions:
+            raise BadRequest("If-None-Exist needs at least one search condition", code="value")
+        request.count, request.total, request.summary_count = 2, "none", False
+        request.includes, request.revincludes = [], []
+        matches = run_search(session, request).matches
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist {query[:120]!r} matches more than one {resource_type}",
+                details_code="multiple-matches",
+            )
+        if not matches:
+            return None
+        found = store.get_current(session, resource_type, matches[0][0])
+        if found is not None:
+            self.authorize(
+                session, resource_type, self.owner_of(session, resource_type, found.id, found.content), publisher
+            )
+        return found
+
+    def create_conditional(
+        self, session: Session, resource_type: str, body: Mapping[str, Any], publisher: str, if_none_exist: str | None
+    ) -> WriteResult:
+        """POST: create, unless `if_none_exist` finds the resource already (a replayed create)."""
+        if if_none_exist is not None:
+            if resource_type not in MCSD_TYPES:
+                raise ServiceError(
+                    f"resource type {resource_type} is not part of the mCSD directory", status=404, code="not-supported"
+                )
+            store.write_lock(session)
+            found = self.conditional_match(session, resource_type, if_none_exist, publisher)
+            if found is not None:
+                return WriteResult(found, created=False, changed=False)
+        return self.write(session, resource_type, None, body, publisher)
+
     def _old_owner(self, session: Session, current: Stored) -> str | None:
         try:
             return self.owner_of(session, current.resource_type, current.id, current.content)
@@ -262,7 +323,14 @@ class DirectoryService:
             return None
 
     def soft_delete(
-        self, session: Session, resource_type: str, resource_id: str, publisher: str, *, if_match: str | None = None
+        self,
+        session: Session,
+        resource_type: str,
+        resource_id: str,
+        publisher: str,
+        *,
+        if_match: str | None = None,
+        precondition_required: bool = False,
     ) -> WriteResult:
         """FHIR delete without deleting: the resource is set inactive in a new version."""
         if resource_type not in MCSD_TYPES:
@@ -275,7 +343,16 @@ class DirectoryService:
         if current is None:
             raise NotFound(f"{resource_type}/{resource_id} is not in the directory")
         body = deactivated(resource_type, without_server_meta(current.content))
-        return self.write(session, resource_type, resource_id, body, publisher, if_match=if_match, validate=False)
+        return self.write(
+            session,
+            resource_type,
+            resource_id,
+            body,
+            publisher,
+            if_match=if_match,
+            precondition_required=precondition_required,
+            validate=False,
+        )
 
     def _sync_mandate(self, session: Session, affiliation_id: str, content: dict[str, Any], owner: str) -> None:
         mandated: str | None = None
@@ -303,8 +380,11 @@ class DirectoryService:
                 )
         lrza.set_mandate(session, affiliation_id, owner, mandated)
 
-    def transaction(self, session: Session, bundle: Mapping[str, Any], publisher: str) -> list[dict[str, Any]]:
-        """Apply a transaction Bundle atomically: DELETEs, then POSTs, then PUTs, each in Bundle order."""
+    def transaction(
+        self, session: Session, bundle: Mapping[str, Any], publisher: str, *, precondition_required: bool = False
+    ) -> list[dict[str, Any]]:
+        """Apply a transaction Bundle atomically: DELETEs, then POSTs, then PUTs, each in Bundle order
+        (`request.ifMatch` per entry; `precondition_required` as for `write`)."""
         entries = bundle_entries(dict(bundle), ("transaction",))
         if len(entries) > MAX_TRANSACTION_ENTRIES:
             raise BadRequest(f"a transaction holds at most {MAX_TRANSACTION_ENTRIES} entries", code="too-costly")
@@ -325,6 +405,7 @@ class DirectoryService:
             if method != "DELETE" and not isinstance(resource, dict):
                 raise BadRequest(f"entry {index}: {method} needs a resource", code="required")
             if_match = request.get("ifMatch")
+            if_none_exist = request.get("ifNoneExist")
             parsed.append(
                 _Entry(
                     index,
@@ -334,30 +415,52 @@ class DirectoryService:
                     resource if isinstance(resource, dict) else None,
                     entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None,
                     if_match if isinstance(if_match, str) else None,
+                    if_none_exist if isinstance(if_none_exist, str) and method == "POST" else None,
                 )
             )
         # Give each POSTed resource its id first, so other entries may refer to its urn:uuid.
         assigned: dict[str, str] = {}
+        if any(item.if_none_exist for item in parsed):
+            store.write_lock(session)
         for item in parsed:
+            if item.method == "POST" and item.if_none_exist:
+                try:
+                    item.existing = self.conditional_match(session, item.resource_type, item.if_none_exist, publisher)
+                except ServiceError as exc:
+                    exc.diagnostics = f"entry {item.index} (POST {item.resource_type}): {exc.diagnostics}"
+                    raise
             if item.method == "POST":
-                item.resource_id = str(uuid.uuid4())
+                item.resource_id = item.existing.id if item.existing is not None else str(uuid.uuid4())
                 if item.full_url and item.full_url.startswith("urn:uuid:"):
                     assigned[item.full_url] = f"{item.resource_type}/{item.resource_id}"
         results: dict[int, dict[str, Any]] = {}
         order = {"DELETE": 0, "POST": 1, "PUT": 2}
         for item in sorted(parsed, key=lambda e: (order[e.method], e.index)):
             try:
-                if item.method == "DELETE":
+                if item.existing is not None:
+                    result = WriteResult(item.existing, created=False, changed=False)
+                elif item.method == "DELETE":
                     assert item.resource_id is not None
                     result = self.soft_delete(
-                        session, item.resource_type, item.resource_id, publisher, if_match=item.if_match
+                        session,
+                        item.resource_type,
+                        item.resource_id,
+                        publisher,
+                        if_match=item.if_match,
+                        precondition_required=precondition_required,
                     )
                 else:
                     body = _rewrite_references(item.resource or {}, assigned)
                     if item.method == "POST":
                         body["id"] = item.resource_id
                     result = self.write(
-                        session, item.resource_type, item.resource_id, body, publisher, if_match=item.if_match
+                        session,
+                        item.resource_type,
+                        item.resource_id,
+                        body,
+                        publisher,
+                        if_match=item.if_match,
+                        precondition_required=precondition_required,
                     )
             except ServiceError as exc:
                 exc.diagnostics = f"entry {item.index} ({item.method} {item.resource_type}): {exc.diagnostics}"
@@ -372,19 +475,40 @@ class DirectoryService:
 
     # ---- async entry points ------------------------------------------------------------------
 
-    async def create(self, resource_type: str, body: Mapping[str, Any], publisher: str) -> WriteResult:
-        return await self.database.run(self.write, resource_type, None, body, publisher)
+    async def create(
+        self, resource_type: str, body: Mapping[str, Any], publisher: str, if_none_exist: str | None = None
+    ) -> WriteResult:
+        return await self.database.run(self.create_conditional, resource_type, body, publisher, if_none_exist)
+
+    # The entry points for requests from outside: optimistic locking as configured.
 
     async def update(
         self, resource_type: str, resource_id: str, body: Mapping[str, Any], publisher: str, if_match: str | None
     ) -> WriteResult:
-        return await self.database.run(self.write, resource_type, resource_id, body, publisher, if_match=if_match)
+        return await self.database.run(
+            self.write,
+            resource_type,
+            resource_id,
+            body,
+            publisher,
+            if_match=if_match,
+            precondition_required=self.settings.require_if_match,
+        )
 
     async def delete(self, resource_type: str, resource_id: str, publisher: str, if_match: str | None) -> WriteResult:
-        return await self.database.run(self.soft_delete, resource_type, resource_id, publisher, if_match=if_match)
+        return await self.database.run(
+            self.soft_delete,
+            resource_type,
+            resource_id,
+            publisher,
+            if_match=if_match,
+            precondition_required=self.settings.require_if_match,
+        )
 
     async def apply_transaction(self, bundle: Mapping[str, Any], publisher: str) -> list[dict[str, Any]]:
-        return await self.database.run(self.transaction, bundle, publisher)
+        return await self.database.run(
+            self.transaction, bundle, publisher, precondition_required=self.settings.require_if_match
+        )
 
     async def read(self, resource_type: str, resource_id: str) -> Stored:
         check_id(resource_id)

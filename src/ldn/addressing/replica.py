@@ -816,6 +816,18 @@ def _token(value: str, default_system: str) -> tuple[str, str]:
     return (system, code) if bar else (default_system, value)
 
 
+def _endpoint_ids(content: dict[str, Any]) -> list[str]:
+    """Ids of the Endpoints a resource's `endpoint` list refers to (relative or absolute)."""
+    ids = []
+    for entry in content.get("endpoint") or []:
+        reference = entry.get("reference") if isinstance(entry, dict) else None
+        if isinstance(reference, str):
+            head, _, rid = reference.rpartition("/")
+            if rid and (head == "Endpoint" or head.endswith("/Endpoint")):
+                ids.append(rid)
+    return ids
+
+
 def _endpoint_info(rid: str, content: dict[str, Any], owner: str | None) -> EndpointInfo:
     payloads = tuple(
         (str(c.get("system") or ""), str(c.get("code")))
@@ -884,19 +896,9 @@ class ReplicaLookups:
             found[rid] = (json.loads(content), owner)
         organization = self._organization(session, ura)
         if organization is not None:
-            refs = (
-                session.execute(
-                    select(RI.c.value).where(
-                        RI.c.replica_owner == self.owner,
-                        RI.c.resource_type == "Organization",
-                        RI.c.res_id == organization[0],
-                        RI.c.param == "endpoint",
-                        RI.c.system == "Endpoint",
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            # The Organization's own `endpoint` list (already at hand) names endpoints that another
+            # organisation's chain owns, e.g. a shared regional gateway.
+            refs = _endpoint_ids(organization[1])
             missing = [r for r in refs if r not in found]
             if missing:
                 for rid, content, owner in session.execute(
@@ -919,11 +921,7 @@ class ReplicaLookups:
             if found is None:
                 return None
             rid, content = found
-            refs = tuple(
-                str(e.get("reference", "")).rsplit("/", 1)[-1]
-                for e in content.get("endpoint") or []
-                if isinstance(e, dict)
-            )
+            refs = tuple(_endpoint_ids(content))
             return OrganizationInfo(rid, ura, content.get("name"), is_active("Organization", content), refs)
 
         return await self.database.run(work, readonly=True)
@@ -983,11 +981,7 @@ class ReplicaLookups:
                 if owner not in names:
                     org = self._organization(session, owner)
                     names[owner] = org[1].get("name") if org else None
-                endpoint_ids = [
-                    str(e.get("reference", "")).rsplit("/", 1)[-1]
-                    for e in content.get("endpoint") or []
-                    if isinstance(e, dict)
-                ]
+                endpoint_ids = _endpoint_ids(content)
                 endpoints = []
                 if endpoint_ids:
                     for eid, econtent, eowner in session.execute(

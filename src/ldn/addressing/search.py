@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ldn.addressing.model import MCSD_TYPES, parse_instant_range
@@ -110,7 +110,7 @@ def _split(value: str) -> list[str]:
 @dataclass
 class SearchRequest:
     resource_type: str
-    conditions: list[ColumnElement[bool] | IndexCondition | LastUpdatedCondition] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     count: int = 50
     cursor: str | None = None
     includes: list[tuple[str, str, str | None]] = field(default_factory=list)
@@ -135,11 +135,16 @@ class IndexCondition:
     # Identifying parameters (identifier, references, exact names) match a handful of rows:
     # no need to count them first.
     identifying: bool = False
+    # How broad a match of this kind of parameter usually is, for choosing a driver without
+    # counting: 0 identifying, 1 strings and logical references, 2 codes, 3 states (active,
+    # status, `:missing=false`), which most rows share.
+    breadth: int = 2
 
-    def _filters(self) -> list[ColumnElement[bool]]:
-        filters = [S.c.resource_type == self.resource_type, S.c.param == self.param]
+    def _filters(self, table: Any = S) -> list[ColumnElement[bool]]:
+        filters = [table.c.resource_type == self.resource_type, table.c.param == self.param]
         if self.where is not None:
-            filters.append(self.where)
+            # The value conditions are written against the index table; move them to `table`.
+            filters.append(self.where if table is S else _on(self.where, table))
         return filters
 
     def matching(self, session: Session, limit: int) -> int:
@@ -150,9 +155,18 @@ class IndexCondition:
     def as_in(self) -> ColumnElement[bool]:
         return R.c.id.in_(select(S.c.res_id).where(*self._filters()))
 
-    def as_exists(self) -> ColumnElement[bool]:
-        found = exists().where(S.c.res_id == R.c.id, *self._filters())
+    def as_exists(self, key: Any = None) -> ColumnElement[bool]:
+        """The condition checked for the resource whose id is `key` (default: the resource table's)."""
+        checked = S.alias()
+        found = exists().where(checked.c.res_id == (R.c.id if key is None else key), *self._filters(checked))
         return ~found if self.negate else found
+
+
+def _on(condition: ColumnElement[bool], table: Any) -> ColumnElement[bool]:
+    """`condition` with the index table's columns replaced by those of `table` (an alias of it)."""
+    from sqlalchemy.sql.util import ClauseAdapter
+
+    return ClauseAdapter(table).traverse(condition)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -188,15 +202,26 @@ SELECTIVE = 1000
 
 
 def _in_index(
-    resource_type: str, param: str, condition: ColumnElement[bool] | None, *, identifying: bool = False
+    resource_type: str,
+    param: str,
+    condition: ColumnElement[bool] | None,
+    *,
+    identifying: bool = False,
+    breadth: int = 1,
 ) -> IndexCondition:
-    return IndexCondition(resource_type, param, condition, identifying=identifying)
+    return IndexCondition(
+        resource_type, param, condition, identifying=identifying, breadth=0 if identifying else breadth
+    )
 
 
 def _missing(resource_type: str, param: str, value: str) -> IndexCondition:
     if value not in ("true", "false"):
         raise BadRequest(f":missing takes true or false, got {value[:20]!r}", code="value")
-    return IndexCondition(resource_type, param, None, negate=value == "true")
+    return IndexCondition(resource_type, param, None, negate=value == "true", breadth=3)
+
+
+# Token parameters whose few values most resources share.
+_STATE_PARAMS = frozenset({"active", "status"})
 
 
 def _token_condition(value: str, *, boolean: bool = False) -> ColumnElement[bool]:
@@ -364,6 +389,7 @@ def _parameter(
             _token_condition(value, boolean=param.name == "active"),
             negate=modifier == "not",
             identifying=param.name == "identifier",
+            breadth=0 if param.name == "identifier" else 3 if param.name in _STATE_PARAMS else 2,
         )
     if param.kind == "string":
         if modifier not in ("", "exact", "contains"):
@@ -390,19 +416,34 @@ class SearchResult:
     next_cursor: str | None
 
 
-def _resolve(
-    session: Session, conditions: Sequence[ColumnElement[bool] | IndexCondition | LastUpdatedCondition]
-) -> list[ColumnElement[bool]]:
-    """SQL for the conditions. One condition drives the query (an IN list, or the `_lastUpdated`
-    index) and the others are checked per row with EXISTS. The driver is an identifying condition
-    (identifier, a reference, an exact name) if there is one; otherwise each condition is probed
-    (counting at most SELECTIVE rows) and the most selective drives, if it is selective at all.
-    When every condition is broad, the page is read in id order and checked row by row, which
-    stops as soon as the page is full."""
+Condition = ColumnElement[bool] | IndexCondition | LastUpdatedCondition
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The page query's shape: `key` is the resource id column it is ordered and cut by."""
+
+    key: Any
+    where: list[ColumnElement[bool]]
+    distinct: bool = False
+
+
+def _plan(session: Session, resource_type: str, conditions: Sequence[Condition]) -> _Plan:
     if session.get_bind().dialect.name == "postgresql":
-        # PostgreSQL's planner turns IN and EXISTS alike into semi-joins and, with the extended
-        # statistics the migration creates, picks the driving condition itself: no probes.
-        return [
+        return _plan_postgresql(resource_type, conditions)
+    return _Plan(R.c.id, [R.c.resource_type == resource_type, *_resolve_sqlite(session, conditions)])
+
+
+def _plan_postgresql(resource_type: str, conditions: Sequence[Condition]) -> _Plan:
+    """PostgreSQL turns IN and EXISTS alike into semi-joins below a scan of every resource of the
+    type, then sorts (measured: 13 ms for three broad conditions over 20,000 Organizations). Reading
+    the ids from the index rows of one condition instead (already the resource ids) leaves out that
+    scan (4 ms). The driver is chosen by the kind of parameter, without counting (a round trip
+    each): an identifying one, else a string or logical reference, else a code, else a state.
+    Even a poor choice reads no more index rows than there are resources of the type."""
+    positive = [c for c in conditions if isinstance(c, IndexCondition) and not c.negate]
+    if not positive:
+        resolved = [
             c.sql(indexed=True)
             if isinstance(c, LastUpdatedCondition)
             else c.as_exists()
@@ -410,6 +451,32 @@ def _resolve(
             else c
             for c in conditions
         ]
+        return _Plan(R.c.id, [R.c.resource_type == resource_type, *resolved])
+    driver = min(positive, key=lambda c: c.breadth)
+    where = driver._filters()
+    on_resource: list[ColumnElement[bool]] = []
+    for condition in conditions:
+        if condition is driver:
+            continue
+        if isinstance(condition, IndexCondition):
+            where.append(condition.as_exists(S.c.res_id))
+        elif isinstance(condition, LastUpdatedCondition):
+            on_resource.append(condition.sql(indexed=True))
+        else:
+            on_resource.append(condition)  # `_id`
+    if on_resource:
+        where.append(exists().where(R.c.resource_type == resource_type, R.c.id == S.c.res_id, *on_resource))
+    # One resource can match with several index rows (two identifiers, a name and an alias).
+    return _Plan(S.c.res_id, where, distinct=True)
+
+
+def _resolve_sqlite(session: Session, conditions: Sequence[Condition]) -> list[ColumnElement[bool]]:
+    """SQL for the conditions. One condition drives the query (an IN list, or the `_lastUpdated`
+    index) and the others are checked per row with EXISTS. The driver is an identifying condition
+    (identifier, a reference, an exact name) if there is one; otherwise each condition is probed
+    (counting at most SELECTIVE rows: cheap in-process) and the most selective drives, if it is
+    selective at all. When every condition is broad, the page is read in id order and checked row
+    by row, which stops as soon as the page is full."""
     driver = next(
         (
             position
@@ -439,22 +506,25 @@ def _resolve(
 
 
 def run_search(session: Session, request: SearchRequest) -> SearchResult:
-    base = [R.c.resource_type == request.resource_type, *_resolve(session, request.conditions)]
+    plan = _plan(session, request.resource_type, request.conditions)
     total: int | None = None
     # Counting a broad match costs more than the page itself, so the total is counted only when
     # asked for (`_total=accurate|estimate`, `_summary=count`, `_count=0`); a result that fits
     # on its first page gets its total for free.
     want_total = request.summary_count or request.count == 0 or request.total in ("accurate", "estimate")
     if want_total:
-        total = int(session.execute(select(func.count()).select_from(R).where(*base)).scalar() or 0)
+        counted = func.count(distinct(plan.key)) if plan.distinct else func.count()
+        total = int(session.execute(select(counted).where(*plan.where)).scalar() or 0)
     if request.summary_count or request.count == 0:
         return SearchResult([], [], total, None)
     # Two steps: the page's ids first (index-only: the conditions never need the stored JSON),
     # then the JSON of just those ids. A broad search thus reads no resource it does not return.
-    query = select(R.c.id).where(*base)
+    query = select(plan.key).where(*plan.where)
+    if plan.distinct:
+        query = query.distinct()
     if request.cursor is not None:
-        query = query.where(R.c.id > request.cursor)
-    found = list(session.execute(query.order_by(R.c.id).limit(request.count + 1)).scalars())
+        query = query.where(plan.key > request.cursor)
+    found = list(session.execute(query.order_by(plan.key).limit(request.count + 1)).scalars())
     next_cursor = found[request.count - 1] if len(found) > request.count else None
     ids = found[: request.count]
     if total is None and next_cursor is None and request.cursor is None and request.total != "none":

@@ -59,6 +59,7 @@ def mcsd_capability(base_url: str) -> dict[str, Any]:
     for item in rest["resource"]:
         rtype = item["type"]
         item["updateCreate"] = True
+        item["conditionalCreate"] = True
         item["conditionalDelete"] = "not-supported"
         item["searchInclude"] = [f"{rtype}:{n}" for n, p in PARAMS[rtype].items() if p.kind == "reference"]
         item["searchRevInclude"] = [

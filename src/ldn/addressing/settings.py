@@ -52,8 +52,9 @@ class AddressingSettings(BaseSettings):
     history_default_count: int = Field(100, ge=1, description="Page size of `_history` without `_count`.")
     history_max_count: int = Field(1000, ge=1, description="Largest `_count` accepted on `_history`; larger gets 400.")
     require_if_match: bool = Field(
-        False,
-        description="Refuse updates and deletes without `If-Match` (428); by default optimistic locking is optional.",
+        True,
+        description="Refuse updates and deletes of an existing resource without `If-Match` (428 Precondition "
+        "Required), as LAS-TA-ADDR-002 requires; `false` deviates from that agreement (FHIR's own default).",
     )
     publish_on_startup: bool = Field(
         True,
