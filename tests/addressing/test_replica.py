@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ldn.addressing import store
 from ldn.addressing.codes import source_uri
-from ldn.addressing.model import us_to_instant
+from ldn.addressing.model import instant_to_us, us_to_instant
 from ldn.addressing.replica import (
     AddressNotFound,
     NoToken,
@@ -442,6 +442,47 @@ async def test_crash_while_applying_a_page_rolls_that_page_back(stack: Stack, mo
     assert after.watermark is not None and state.watermark is not None and after.watermark > state.watermark
 
 
+async def test_a_directory_paging_newest_first_loses_nothing_on_a_crash(stack: Stack) -> None:
+    """A directory that ignores `_sort=_lastUpdated` (FHIR's default order is newest first): the
+    watermark must not jump to the newest change while older pages are still to come."""
+    syncer, _, _ = make_syncer(stack, page_size=5)
+    await syncer.sync_once()
+    before = await stack.database.run(load_state, NODE)
+    for suffix in ("fhir", "notification", "token"):
+        for ura in ("00000020", "00000030", "00000040", "00000050"):
+            deleted = await stack.client.delete(f"{MCSD}/Endpoint/ep-{ura}-{suffix}", headers={**as_org(ura), **FIRST})
+            assert deleted.status_code == 200, deleted.text
+
+    class Crash(Exception):
+        pass
+
+    history_calls = {"n": 0}
+
+    def newest_first(crash_on: int | None) -> Callable[[httpx.Request, int], httpx.Response | None]:
+        def hook(request: httpx.Request, n: int) -> httpx.Response | None:
+            if "/_history" in request.url.path:
+                history_calls["n"] += 1
+                if history_calls["n"] == crash_on:
+                    raise Crash("process killed between pages")
+                request.url = request.url.copy_set_param("_sort", "-_lastUpdated")
+            return None
+
+        return hook
+
+    crashing, _, _ = make_syncer(stack, page_size=5, hook=newest_first(crash_on=2))
+    with pytest.raises(Crash):
+        await crashing.sync_once()
+    mid = await stack.database.run(load_state, NODE)
+    assert mid.watermark == before.watermark  # the newest page was applied, the watermark kept
+    history_calls["n"] = 0
+    resumed, _, _ = make_syncer(stack, page_size=5, hook=newest_first(crash_on=None))
+    await resumed.sync_once()
+    assert_replica_equals_directory(stack.database)
+    after = await stack.database.run(load_state, NODE)
+    newest = (await stack.client.get(f"{MCSD}/_history?_count=1", headers=as_org(NODE))).json()
+    assert after.watermark == instant_to_us(newest["entry"][0]["response"]["lastModified"])
+
+
 async def test_run_forever_keeps_the_interval_with_jitter(stack: Stack) -> None:
     syncer, _, sleeps = make_syncer(stack, sync_interval=900, sync_jitter=120, sync_initial_delay=1)
     runs = {"n": 0}
@@ -462,7 +503,7 @@ async def test_run_forever_keeps_the_interval_with_jitter(stack: Stack) -> None:
         await syncer.run_forever()
     first, after_ok, after_deferred, after_error, after_ok2 = sleeps.delays
     assert 1 <= first <= 2
-    assert 780 <= after_ok <= 1020 and 780 <= after_ok2 <= 1020
+    assert 900 <= after_ok <= 1020 and 900 <= after_ok2 <= 1020  # interval plus 0..jitter
     assert after_deferred == 42
     assert 0 < after_error <= 900
 

@@ -20,6 +20,7 @@ are kept but stay invisible to lookups until a later pass resolves and checks th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -696,14 +697,26 @@ class ReplicaSyncer:
                 url = next_url
 
     async def _incremental(self, state: ReplicaState, report: SyncReport) -> None:
-        watermark = state.watermark
+        """Follow `_history?_since=<watermark>&_sort=_lastUpdated` page by page.
+
+        Each page is stored together with the newest time it holds as the new watermark, which is
+        right only while pages come oldest first (asked for with `_sort`, which ldn's directory
+        honours). A directory that ignores `_sort` and pages newest first (the FHIR default) would
+        make a crash between pages skip older changes: once a page is out of order, the watermark
+        stays where the run began until the last page (LAS-TA-ADDR-001: the new `_since` is
+        recorded after all pages). Applying is by version, so the order never changes the result.
+        """
+        start = state.watermark
+        saved, newest = start, start
+        in_order = True
         params: list[tuple[str, str]] = [("_sort", "_lastUpdated"), ("_count", str(self.settings.sync_page_size))]
-        if watermark is not None:
-            params.insert(0, ("_since", us_to_instant(watermark)))
+        if start is not None:
+            params.insert(0, ("_since", us_to_instant(start)))
         url: str | None = f"{self.mcsd_url}/_history?{urlencode(params)}"
         while url is not None:
             bundle = await self.client.get_json(url)
             resources = []
+            stamps: list[int] = []
             removed: list[tuple[str, str]] = []
             for entry in bundle.get("entry") or []:
                 if not isinstance(entry, dict):
@@ -713,20 +726,32 @@ class ReplicaSyncer:
                     resources.append(resource)
                     item = incoming(resource)
                     if item is not None:
-                        watermark = item.last_updated if watermark is None else max(watermark, item.last_updated)
+                        stamps.append(item.last_updated)
                 elif (entry.get("request") or {}).get("method") == "DELETE":
                     parts = str((entry.get("request") or {}).get("url", "")).split("/")
                     if len(parts) == 2 and parts[0] in MCSD_TYPES:
                         removed.append((parts[0], parts[1]))
+            if stamps:
+                in_order = (
+                    in_order
+                    and (newest is None or stamps[0] >= newest)
+                    and all(a <= b for a, b in itertools.pairwise(stamps))
+                )
+                newest = max(stamps) if newest is None else max(newest, *stamps)
+                if in_order:
+                    saved = newest
             if removed:
                 # Our directory never hard-deletes; another server might: follow it.
                 await self.database.run(self.store.remove, removed)
-            await self._apply_page(resources, {"watermark": watermark}, report)
+            await self._apply_page(resources, {"watermark": saved}, report)
             url = _next_link(bundle, self.mcsd_url)
+        if newest != saved:
+            await self.database.run(save_state, self.owner, watermark=newest)
 
     def next_delay(self) -> float:
-        jitter = self.settings.sync_jitter
-        return max(1.0, self.settings.sync_interval + random.uniform(-jitter, jitter))
+        """`sync_interval` plus a random 0..`sync_jitter` seconds (LAS-TA-ADDR-001), so nodes
+        started together do not poll the directory in step."""
+        return max(1.0, self.settings.sync_interval + random.uniform(0, self.settings.sync_jitter))
 
     async def run_forever(self) -> None:
         """Sync now (after a short start-up delay), then about every `sync_interval` seconds."""

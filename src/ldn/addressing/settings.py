@@ -30,7 +30,7 @@ class AddressingSettings(BaseSettings):
     sync_jitter: float = Field(
         default_factory=governed.sync_jitter,
         ge=0,
-        description="Random spread (plus or minus, seconds) on each sync interval, so nodes do not poll in step. "
+        description="Largest random delay (seconds) added to each sync interval, so nodes do not poll in step. "
         "Default: `sync_jitter` of LAS-TA-ADDR-001 in the active LAS release; setting it deviates from it.",
     )
     sync_enabled: bool = Field(True, description="Run the replica update client inside every node.")
