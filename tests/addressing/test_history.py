@@ -71,6 +71,8 @@ async def test_history_bad_input(stack: Stack) -> None:
         ("_history?_count=0", 400),
         ("_history?_since=not-a-date", 400),
         ("_history?_cursor=abc", 400),
+        ("_history?" + "&".join(f"_at={i}" for i in range(51)), 400),
+        (f"_history?_since={'2' * 2049}", 400),
         ("Patient/_history", 404),
     ):
         response = await stack.client.get(f"{MCSD}/{query}", headers=H)

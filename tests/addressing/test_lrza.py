@@ -47,8 +47,12 @@ async def test_paging_and_bad_input(stack: Stack) -> None:
         e["resource"]["id"] for e in first["entry"] + second["entry"]
     )
     assert len(first["entry"] + second["entry"]) == 6
-    for query in ("_count=5000", "active=perhaps", "_lastUpdated=soon", "_cursor=abc"):
-        assert (await stack.client.get(f"{LRZA}/Organization?{query}", headers=H)).status_code == 400, query
+    many = ",".join(f"1{i:07d}" for i in range(101))
+    oversized = (f"identifier={many}", f"_id={many}", "&".join(f"name=a{i}" for i in range(51)), f"name={'x' * 2049}")
+    for query in ("_count=5000", "active=perhaps", "_lastUpdated=soon", "_cursor=abc", *oversized):
+        response = await stack.client.get(f"{LRZA}/Organization?{query}", headers=H)
+        assert response.status_code == 400, query[:60]
+        assert response.json()["resourceType"] == "OperationOutcome"
     lenient = (await stack.client.get(f"{LRZA}/Organization?shoe-size=42", headers=H)).json()
     assert lenient["entry"][-1]["search"]["mode"] == "outcome"
     strict = await stack.client.get(f"{LRZA}/Organization?shoe-size=42", headers={**H, "Prefer": "handling=strict"})

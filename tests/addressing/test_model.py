@@ -16,7 +16,7 @@ from ldn.addressing.model import (
     us_to_instant,
     without_server_meta,
 )
-from ldn.addressing.search import _split, prefer_strict
+from ldn.addressing.search import prefer_strict, split_alternatives
 from ldn.addressing.searchparams import extract, normalize
 from ldn.core.errors import BadRequest
 from tests.addressing.factories import endpoint, location, mandate, organization, service
@@ -126,7 +126,7 @@ def test_header_and_value_parsing() -> None:
     assert parse_etag('W/"3"') == 3 and parse_etag('"12"') == 12 and parse_etag("7") == 7
     with pytest.raises(BadRequest):
         parse_etag("W/abc")
-    assert _split("a,b\\,c,,d") == ["a", "b,c", "d"]
+    assert split_alternatives("a,b\\,c,,d") == ["a", "b,c", "d"]
     assert source_ura(source_uri("00000020")) == "00000020"
     assert source_ura("urn:oid:2.16.528.1.1007.3.3.123") is None
     assert source_ura(None) is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -213,3 +216,51 @@ async def test_combined_conditions_match_each_resource_once(stack: Stack) -> Non
         url = next((link["url"] for link in body["link"] if link["relation"] == "next"), None)
         assert len(seen) <= 12
     assert len(seen) == 12 and seen == sorted(set(seen))
+
+
+async def test_oversized_searches_are_refused_before_they_cost(stack: Stack) -> None:
+    """One request cannot make a statement the database refuses or one that runs for minutes."""
+    many = ",".join(f"0000{i:04d}" for i in range(101))
+    for query in (
+        f"Organization?identifier={many}",
+        f"Organization?_id={many}",
+        "Organization?" + "&".join(f"name=a{i}" for i in range(51)),
+        f"Organization?name={'x' * 2049}",
+        f"Endpoint?organization={many}",
+    ):
+        response = await stack.client.get(f"{MCSD}/{query}", headers=H)
+        assert response.status_code == 400, (query[:60], response.text[:200])
+        assert response.json()["issue"][0]["code"] == "too-costly"
+    huge = await stack.client.post(
+        f"{MCSD}/Organization/_search", headers=H, data={"identifier": ",".join(str(i) for i in range(100_000))}
+    )
+    assert huge.status_code == 400 and huge.json()["issue"][0]["code"] == "too-costly"
+    # At the limit, the search runs.
+    limit = ",".join(["00000040", *(f"1{i:07d}" for i in range(99))])
+    assert await ids(stack, f"Organization?identifier={limit}") == ["org-00000040"]
+
+
+def test_a_runaway_query_is_stopped_on_postgresql(postgres: Any) -> None:
+    """Behind the size limits: on PostgreSQL a directory read that runs too long is stopped and
+    answered 503 `timeout` (the one error mapping), never left running."""
+    from sqlalchemy import text
+
+    from ldn.addressing.store import custom_plans
+    from ldn.core.errors import error_response
+    from ldn.core.storage import Database
+    from tests.conftest import POSTGRES_ADMIN_URL
+
+    database = Database(POSTGRES_ADMIN_URL)
+    try:
+        started = time.monotonic()
+        with pytest.raises(Exception) as stopped, database.transaction(readonly=True) as session:
+            custom_plans(session, time_limit=0.2)
+            session.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3
+        response = error_response(None, stopped.value)
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        assert json.loads(bytes(response.body))["issue"][0]["code"] == "timeout"
+        with database.transaction(readonly=True) as session:  # the limit was local to that transaction
+            assert session.execute(text("SHOW statement_timeout")).scalar() == "0"
+    finally:
+        database.dispose()

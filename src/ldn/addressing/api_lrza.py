@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 from ldn.addressing import lrza
 from ldn.addressing.codes import LDN_ORG_TYPE_SYSTEM, NICTIZ_ORG_TYPE_SYSTEM, NICTIZ_ORG_TYPES, SYSTEM_AGB, SYSTEM_KVK
 from ldn.addressing.model import is_ura_system, us_to_http_date, us_to_instant
-from ldn.addressing.search import UPPER, _split, date_condition, parse_count, parse_date_param, prefer_strict
+from ldn.addressing.search import (
+    UPPER,
+    check_request_size,
+    date_condition,
+    parse_count,
+    parse_date_param,
+    prefer_strict,
+    split_alternatives,
+)
 from ldn.addressing.searchparams import normalize
 from ldn.addressing.settings import AddressingSettings
 from ldn.addressing.store import custom_plans
@@ -35,7 +43,7 @@ _NICTIZ_REVERSE = {code: org_type for org_type, (code, _display) in NICTIZ_ORG_T
 
 def _identifier_condition(value: str) -> ColumnElement[bool]:
     alternatives: list[ColumnElement[bool]] = []
-    for alt in _split(value):
+    for alt in split_alternatives(value):
         system, bar, code = alt.partition("|")
         if not bar:
             system, code = "", alt
@@ -56,7 +64,7 @@ def _identifier_condition(value: str) -> ColumnElement[bool]:
 
 def _type_condition(value: str) -> ColumnElement[bool]:
     wanted: set[str] = set()
-    for alt in _split(value):
+    for alt in split_alternatives(value):
         system, bar, code = alt.partition("|")
         if not bar:
             system, code = "", alt
@@ -80,7 +88,9 @@ def lrza_router(database: Database, settings: AddressingSettings, base_url: str)
         count = settings.search_default_count
         cursor: str | None = None
         total_mode = ""
-        for name, value in request.query_params.multi_items():
+        items = list(request.query_params.multi_items())
+        check_request_size(items)
+        for name, value in items:
             if name in ("_format", "_pretty"):
                 continue
             if name == "_count":
@@ -93,17 +103,17 @@ def lrza_router(database: Database, settings: AddressingSettings, base_url: str)
                     raise BadRequest("_total must be none, estimate or accurate", code="value")
                 total_mode = value
             elif name == "_id":
-                conditions.append(P.c.ura.in_(_split(value)))
+                conditions.append(P.c.ura.in_(split_alternatives(value)))
             elif name == "identifier":
                 conditions.append(_identifier_condition(value))
             elif name in ("name", "name:contains"):
-                parts = [normalize(v) for v in _split(value)]
+                parts = [normalize(v) for v in split_alternatives(value)]
                 if name == "name":
                     conditions.append(or_(*[(P.c.name_norm >= n) & (P.c.name_norm < n + UPPER) for n in parts]))
                 else:
                     conditions.append(or_(*[P.c.name_norm.contains(n, autoescape=True) for n in parts]))
             elif name == "name:exact":
-                conditions.append(P.c.name.in_(_split(value)))
+                conditions.append(P.c.name.in_(split_alternatives(value)))
             elif name == "type":
                 conditions.append(_type_condition(value))
             elif name == "active":
@@ -126,7 +136,7 @@ def lrza_router(database: Database, settings: AddressingSettings, base_url: str)
         want_total = total_mode in ("accurate", "estimate")
 
         def work(session: Session) -> tuple[list[lrza.Registration], int | None, str | None, int]:
-            custom_plans(session)
+            custom_plans(session, time_limit=settings.read_time_limit)
             page, total, next_cursor = lrza.search(
                 session, conditions, cursor=cursor, limit=count, want_total=want_total or count == 0
             )

@@ -528,7 +528,7 @@ class DirectoryService:
 
     async def search(self, request: SearchRequest) -> tuple[SearchResult, int]:
         def work(session: Session) -> tuple[SearchResult, int]:
-            store.custom_plans(session)
+            store.custom_plans(session, time_limit=self.settings.read_time_limit)
             return run_search(session, request), store.high_water_mark(session)
 
         return await self.database.run(work, readonly=True)
@@ -539,7 +539,7 @@ class DirectoryService:
         """(rows, more pages?, total on the first page, directory high-water mark)."""
 
         def work(session: Session) -> tuple[list[HistoryRow], bool, int | None, int]:
-            store.custom_plans(session)
+            store.custom_plans(session, time_limit=self.settings.read_time_limit)
             rows = store.history_page(
                 session,
                 resource_type=resource_type,

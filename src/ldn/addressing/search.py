@@ -89,8 +89,29 @@ def parse_count(value: str, maximum: int) -> int:
     return count
 
 
-def _split(value: str) -> list[str]:
-    """Comma-separated alternatives (a `\\,` stays a comma)."""
+# Bounds on one request's work. Each alternative or parameter becomes a condition in one SQL
+# statement; without bounds a single request (a 10 MB POST _search) could make a statement no
+# database accepts, or one that runs for minutes.
+MAX_ALTERNATIVES = 100  # comma-separated values of one parameter
+MAX_PARAMETERS = 50  # query parameters of one request, known or not
+MAX_VALUE_LENGTH = 2048  # characters of one parameter value
+
+
+def check_request_size(items: Sequence[tuple[str, str]]) -> None:
+    """400 `too-costly` for a request with more parameters, or longer values, than allowed."""
+    if len(items) > MAX_PARAMETERS:
+        raise BadRequest(f"{len(items)} search parameters; at most {MAX_PARAMETERS} are accepted", code="too-costly")
+    for name, value in items:
+        if len(value) > MAX_VALUE_LENGTH or len(name) > 200:
+            raise BadRequest(
+                f"the value of {name[:64]} is longer than {MAX_VALUE_LENGTH} characters",
+                code="too-costly",
+                expression=[name[:64]],
+            )
+
+
+def split_alternatives(value: str) -> list[str]:
+    """Comma-separated alternatives (a `\\,` stays a comma); 400 `too-costly` beyond MAX_ALTERNATIVES."""
     parts, current, escaped = [], [], False
     for ch in value:
         if escaped:
@@ -104,7 +125,12 @@ def _split(value: str) -> list[str]:
         else:
             current.append(ch)
     parts.append("".join(current))
-    return [p for p in parts if p != ""]
+    found = [p for p in parts if p != ""]
+    if len(found) > MAX_ALTERNATIVES:
+        raise BadRequest(
+            f"{len(found)} alternatives in one parameter; at most {MAX_ALTERNATIVES} are accepted", code="too-costly"
+        )
+    return found
 
 
 @dataclass
@@ -226,7 +252,7 @@ _STATE_PARAMS = frozenset({"active", "status"})
 
 def _token_condition(value: str, *, boolean: bool = False) -> ColumnElement[bool]:
     alternatives = []
-    for alt in _split(value):
+    for alt in split_alternatives(value):
         if "|" in alt:
             system, _, code = alt.partition("|")
             if code == "" and system == "":
@@ -245,7 +271,7 @@ def _token_condition(value: str, *, boolean: bool = False) -> ColumnElement[bool
 
 
 def _string_condition(value: str, modifier: str) -> tuple[str, ColumnElement[bool]]:
-    alternatives = _split(value)
+    alternatives = split_alternatives(value)
     if not alternatives:
         raise BadRequest("empty search value", code="value")
     if modifier == "exact":
@@ -263,7 +289,7 @@ def _string_condition(value: str, modifier: str) -> tuple[str, ColumnElement[boo
 
 def _reference_condition(param: ParamDef, value: str, type_modifier: str | None) -> ColumnElement[bool]:
     alternatives = []
-    for alt in _split(value):
+    for alt in split_alternatives(value):
         ref = alt.rstrip("/")
         parts = ref.split("/")
         rid = parts[-1]
@@ -309,6 +335,7 @@ def parse_search(
     max_count: int,
 ) -> SearchRequest:
     """A search request from query parameters (in order); raises BadRequest on bad values."""
+    check_request_size(items)
     handling = _Handling(strict)
     request = SearchRequest(resource_type=resource_type, count=default_count)
     params = PARAMS[resource_type]
@@ -351,7 +378,7 @@ def parse_search(
                     request.revincludes.append(spec)
                     request.used.append((name, value))
         elif name == "_id":
-            ids = _split(value)
+            ids = split_alternatives(value)
             if not ids or not all(_CURSOR_ID.match(i) for i in ids):
                 raise BadRequest("invalid _id", code="value", expression=["_id"])
             request.conditions.append(R.c.id.in_(ids))
@@ -572,6 +599,7 @@ class HistoryRequest:
 def parse_history(
     items: Sequence[tuple[str, str]], *, strict: bool, default_count: int, max_count: int
 ) -> HistoryRequest:
+    check_request_size(items)
     handling = _Handling(strict)
     request = HistoryRequest(count=default_count)
     for name, value in items:

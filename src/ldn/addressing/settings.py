@@ -51,6 +51,12 @@ class AddressingSettings(BaseSettings):
     search_max_count: int = Field(1000, ge=1, description="Largest `_count` accepted on search; larger gets 400.")
     history_default_count: int = Field(100, ge=1, description="Page size of `_history` without `_count`.")
     history_max_count: int = Field(1000, ge=1, description="Largest `_count` accepted on `_history`; larger gets 400.")
+    read_time_limit: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a directory or LRZa search, or a `_history` page, may run on PostgreSQL (seconds); "
+        "longer is stopped with 503 `timeout`.",
+    )
     require_if_match: bool = Field(
         True,
         description="Refuse updates and deletes of an existing resource without `If-Match` (428 Precondition "

@@ -47,16 +47,21 @@ def write_lock(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
-def custom_plans(session: Session) -> None:
-    """Plan each statement of this transaction for its actual values (PostgreSQL).
+def custom_plans(session: Session, *, time_limit: float | None = None) -> None:
+    """Plan each statement of this transaction for its actual values (PostgreSQL), and stop any
+    that runs longer than `time_limit` seconds (the caller then gets 503 `timeout`).
 
     The driver prepares statements it sees repeatedly, and PostgreSQL may then reuse one generic
     plan for every value: for `status=active` (most rows) and `identifier=...` (one row) alike,
     or one made while a table was still nearly empty. Searches and replica pages need the plan
-    that fits their values.
+    that fits their values. The time limit is a last line behind the size limits on a search
+    (`search.check_request_size`); SQLite has no such setting, and needs none for bounded queries.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        if time_limit is not None:
+            # SET takes no bind parameters; the value is a number we computed.
+            session.execute(text(f"SET LOCAL statement_timeout = {int(time_limit * 1000)}"))
 
 
 def next_timestamp(session: Session) -> int:

@@ -239,6 +239,10 @@ def error_response(request: Request | None, exc: BaseException) -> Response:
         )
     if isinstance(exc, IdentifierError):
         return outcome_response(400, "value", str(exc))
+    if _is_statement_timeout(exc):
+        return outcome_response(
+            503, "timeout", "the database stopped the query: it ran longer than allowed", headers={"Retry-After": "5"}
+        )
     if isinstance(exc, RequestValidationError | ValidationError):
         diagnostics, expressions = _validation_diagnostics(list(exc.errors()))
         return outcome_response(400, "structure", diagnostics, expression=expressions or None)
@@ -257,6 +261,11 @@ def error_response(request: Request | None, exc: BaseException) -> Response:
     # The traceback goes to our (redacting) log, never to the caller.
     logger.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     return outcome_response(500, "exception", f"internal error; quote request id {request_id or 'unknown'}")
+
+
+def _is_statement_timeout(exc: BaseException) -> bool:
+    """PostgreSQL's `statement_timeout` (SQLSTATE 57014) arriving through SQLAlchemy."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) == "57014"
 
 
 def install_error_handlers(app: FastAPI) -> None:
