@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.util import ClauseAdapter
 
 from ldn.addressing.model import MCSD_TYPES, parse_instant_range
 from ldn.addressing.searchparams import PARAMS, ParamDef, normalize
@@ -190,8 +191,6 @@ class IndexCondition:
 
 def _on(condition: ColumnElement[bool], table: Any) -> ColumnElement[bool]:
     """`condition` with the index table's columns replaced by those of `table` (an alias of it)."""
-    from sqlalchemy.sql.util import ClauseAdapter
-
     return ClauseAdapter(table).traverse(condition)  # type: ignore[no-any-return]
 
 
