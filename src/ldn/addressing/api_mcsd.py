@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from ldn.addressing.directory import DirectoryService, WriteResult, history_entries
-from ldn.addressing.model import MCSD_TYPES, check_id, us_to_http_date, us_to_instant
+from ldn.addressing.model import check_id, check_type, us_to_http_date, us_to_instant
 from ldn.addressing.search import parse_history, parse_search, prefer_strict
 from ldn.addressing.settings import AddressingSettings
 from ldn.auth.resource_server import Caller, require_caller
@@ -25,16 +25,6 @@ from ldn.core.fhir import FhirResponse, bundle_transaction_response, now_instant
 # Module-level dependencies (one object each), so tests may override them by identity.
 MCSD_READ = require_caller("mcsd:read")
 MCSD_WRITE = require_caller("mcsd:write")
-
-
-def _check_type(resource_type: str) -> str:
-    if resource_type not in MCSD_TYPES:
-        raise ServiceError(
-            f"resource type {resource_type[:40]!r} is not served here; the directory holds {', '.join(MCSD_TYPES)}",
-            status=404,
-            code="not-supported",
-        )
-    return resource_type
 
 
 def _prefer_return(request: Request) -> str:
@@ -175,17 +165,17 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
 
     @router.get("/{resource_type}/_history", summary="Type history (ITI-91)")
     async def type_history(resource_type: str, request: Request, caller: Caller = Depends(MCSD_READ)) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         return await do_history(request, f"/{resource_type}/_history", resource_type=resource_type)
 
     @router.get("/{resource_type}", summary="Search (ITI-90)")
     async def search(resource_type: str, request: Request, caller: Caller = Depends(MCSD_READ)) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         return await do_search(request, resource_type, list(request.query_params.multi_items()))
 
     @router.post("/{resource_type}/_search", summary="Search with form-encoded parameters (ITI-90)")
     async def search_post(resource_type: str, request: Request, caller: Caller = Depends(MCSD_READ)) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media != "application/x-www-form-urlencoded":
             raise ServiceError("POST _search takes application/x-www-form-urlencoded", status=415, code="not-supported")
@@ -197,7 +187,7 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
     async def read(
         resource_type: str, resource_id: str, request: Request, caller: Caller = Depends(MCSD_READ)
     ) -> FhirResponse:
-        stored = await service.read(_check_type(resource_type), resource_id)
+        stored = await service.read(check_type(resource_type), resource_id)
         headers = {"ETag": stored.etag, "Last-Modified": us_to_http_date(stored.last_updated)}
         return FhirResponse(stored.content, headers=headers)
 
@@ -205,7 +195,7 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
     async def instance_history(
         resource_type: str, resource_id: str, request: Request, caller: Caller = Depends(MCSD_READ)
     ) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         check_id(resource_id)
         return await do_history(
             request, f"/{resource_type}/{resource_id}/_history", resource_type=resource_type, resource_id=resource_id
@@ -215,14 +205,14 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
     async def vread(
         resource_type: str, resource_id: str, version: str, caller: Caller = Depends(MCSD_READ)
     ) -> FhirResponse:
-        content = await service.vread(_check_type(resource_type), resource_id, version)
+        content = await service.vread(check_type(resource_type), resource_id, version)
         meta = content.get("meta") or {}
         headers = {"ETag": f'W/"{meta.get("versionId", version)}"'}
         return FhirResponse(content, headers=headers)
 
     @router.post("/{resource_type}", summary="Create (ITI-130)")
     async def create(resource_type: str, request: Request, caller: Caller = Depends(MCSD_WRITE)) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         body = await read_json_body(request)
         if not isinstance(body, dict):
             raise BadRequest("expected a FHIR resource (a JSON object)", code="structure")
@@ -236,7 +226,7 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
     async def update(
         resource_type: str, resource_id: str, request: Request, caller: Caller = Depends(MCSD_WRITE)
     ) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         check_id(resource_id)
         body = await read_json_body(request)
         if not isinstance(body, dict):
@@ -250,7 +240,7 @@ def mcsd_router(service: DirectoryService, settings: AddressingSettings) -> APIR
     async def delete(
         resource_type: str, resource_id: str, request: Request, caller: Caller = Depends(MCSD_WRITE)
     ) -> Response:
-        _check_type(resource_type)
+        check_type(resource_type)
         result = await service.delete(
             resource_type, resource_id, caller.organization_ura, request.headers.get("if-match")
         )

@@ -27,6 +27,7 @@ from ldn.addressing.model import (
     MCSD_TYPES,
     chain_link,
     check_id,
+    check_type,
     deactivated,
     parse_reference,
     ura_of,
@@ -184,10 +185,7 @@ class DirectoryService:
         Requests from outside ask for it per the settings; the operator's own writes (publication)
         read the current version under the same write lock, so they cannot lose an update.
         """
-        if resource_type not in MCSD_TYPES:
-            raise ServiceError(
-                f"resource type {resource_type} is not part of the mCSD directory", status=404, code="not-supported"
-            )
+        check_type(resource_type)
         if validate:
             validate_resource(dict(body), resource_type)
         content = dict(body)
@@ -306,10 +304,7 @@ class DirectoryService:
     ) -> WriteResult:
         """POST: create, unless `if_none_exist` finds the resource already (a replayed create)."""
         if if_none_exist is not None:
-            if resource_type not in MCSD_TYPES:
-                raise ServiceError(
-                    f"resource type {resource_type} is not part of the mCSD directory", status=404, code="not-supported"
-                )
+            check_type(resource_type)
             store.write_lock(session)
             found = self.conditional_match(session, resource_type, if_none_exist, publisher)
             if found is not None:
@@ -333,10 +328,7 @@ class DirectoryService:
         precondition_required: bool = False,
     ) -> WriteResult:
         """FHIR delete without deleting: the resource is set inactive in a new version."""
-        if resource_type not in MCSD_TYPES:
-            raise ServiceError(
-                f"resource type {resource_type} is not part of the mCSD directory", status=404, code="not-supported"
-            )
+        check_type(resource_type)
         check_id(resource_id)
         store.write_lock(session)
         current = store.get_current(session, resource_type, resource_id)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ldn.addressing.codes import SYSTEM_URA
-from ldn.core.errors import BadRequest
+from ldn.core.errors import BadRequest, ServiceError
 
 MCSD_TYPES: tuple[str, ...] = (
     "Organization",
@@ -32,6 +32,17 @@ def check_id(value: str) -> str:
     if not _ID.match(value):
         raise BadRequest(f"invalid resource id {value[:80]!r}", code="value")
     return value
+
+
+def check_type(resource_type: str) -> str:
+    """A resource type the directory holds, else 404 `not-supported`."""
+    if resource_type not in MCSD_TYPES:
+        raise ServiceError(
+            f"resource type {resource_type[:40]!r} is not served here; the directory holds {', '.join(MCSD_TYPES)}",
+            status=404,
+            code="not-supported",
+        )
+    return resource_type
 
 
 def now_us() -> int:

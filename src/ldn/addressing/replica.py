@@ -361,27 +361,16 @@ class ApplyResult:
     dropped_keys: list[tuple[str, str]] = field(default_factory=list)
 
 
-_RESOURCE_COLUMNS = (
-    "replica_owner",
-    "resource_type",
-    "id",
-    "version_id",
-    "last_updated",
-    "source_ura",
-    "owner_ura",
-    "content",
-)
-_INDEX_COLUMNS = ("replica_owner", "resource_type", "res_id", "param", "system", "value")
-
-
-def _bulk_insert(session: Session, table: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """A driver-level executemany: an initial load inserts hundreds of thousands of rows, and
-    per-row parameter processing in the SQL toolkit would cost more than the database does."""
+def _bulk_insert(session: Session, table: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """A driver-level executemany of rows holding every column of `table` in its order: an
+    initial load inserts hundreds of thousands of rows, and per-row parameter processing in the
+    SQL toolkit would cost more than the database does."""
     if not rows:
         return
+    columns = [column.name for column in table.columns]
     marker = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     placeholders = ", ".join([marker] * len(columns))
-    # Table and column names are constants of this module, never input.
+    # Table and column names come from the table definitions, never from input.
     statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
     connection = session.connection()
     for chunk in _chunks(rows, 5000):
@@ -503,9 +492,9 @@ class ReplicaStore:
             wanted = _REPLICA_PARAMS.get(rtype, frozenset())
             for param, system, value in extract(rtype, item.content, self.base_url, wanted):
                 if param in wanted:
-                    index_rows.append((self.owner, rtype, rid, param, system, value))
-        _bulk_insert(session, RR, _RESOURCE_COLUMNS, resource_rows)
-        _bulk_insert(session, RI, _INDEX_COLUMNS, index_rows)
+                    index_rows.append((self.owner, rtype, param, value, system, rid))
+        _bulk_insert(session, RR, resource_rows)
+        _bulk_insert(session, RI, index_rows)
 
     def remove(self, session: Session, keys: Sequence[tuple[str, str]]) -> None:
         for rtype, rid in keys:

@@ -105,7 +105,7 @@ def check_request_size(items: Sequence[tuple[str, str]]) -> None:
     for name, value in items:
         if len(value) > MAX_VALUE_LENGTH or len(name) > 200:
             raise BadRequest(
-                f"the value of {name[:64]} is longer than {MAX_VALUE_LENGTH} characters",
+                f"parameter {name[:64]}: names take at most 200 and values {MAX_VALUE_LENGTH} characters",
                 code="too-costly",
                 expression=[name[:64]],
             )
